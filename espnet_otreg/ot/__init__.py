@@ -1,0 +1,29 @@
+"""Batched, masked optimal transport for speech-text alignment.
+
+Read it like ott-jax: costs (:mod:`.costs`), then solvers that take a padded batch of
+problems and return an :class:`OTResult`:
+
+- :func:`sinkhorn`: entropic OT, balanced or unbalanced (``tau``), log domain.
+- :func:`fused_gromov_wasserstein`: entropic fused Gromov-Wasserstein (square loss).
+
+Losses built on these live with their models (``espnet_otreg.asr`` for GM-OT,
+``espnet_otreg.slm`` for OTReg). Every solver is checked against POT in ``test/ot``.
+"""
+
+from espnet_otreg.ot import costs
+from espnet_otreg.ot._core import OTResult
+from espnet_otreg.ot.costs import cosine, sqeuclidean, structure, temporal_prior
+from espnet_otreg.ot.gromov import FGWResult, fused_gromov_wasserstein
+from espnet_otreg.ot.sinkhorn import sinkhorn
+
+__all__ = [
+    "costs",
+    "cosine",
+    "sqeuclidean",
+    "structure",
+    "temporal_prior",
+    "sinkhorn",
+    "fused_gromov_wasserstein",
+    "OTResult",
+    "FGWResult",
+]

@@ -1,0 +1,195 @@
+"""Cost matrices between and within padded sequences.
+
+Every function here works on a padded batch: ``x`` is ``(B, N, D)`` with a boolean
+``x_mask`` ``(B, N)`` (True = real position), ``y`` is ``(B, M, D)`` with ``y_mask``.
+Entries that touch a padded position are set to 0; the solvers give them no mass
+anyway, the zero only keeps padding finite and easy to read.
+
+All costs are computed in float32 (float64 stays float64), so bf16/fp16 features from
+mixed-precision training are safe to pass in.
+
+- :func:`sqeuclidean`: ``C_ij = ||x_i - y_j||^2``.
+- :func:`cosine`: ``C_ij = 1 - cos(x_i, y_j)``, in ``[0, 2]``.
+- :func:`temporal_prior`: ``C_ij = |t_i - s_j|`` with normalised positions, the
+  monotonic-alignment prior of TOT-CAKT / GM-OT (weight ``rho`` in those models).
+- :func:`structure`: intra-sequence distances ``C_ik = d(x_i, x_k)``, the edge costs of
+  the graphs that Gromov-Wasserstein matches, optionally only within a window ``ws``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["sqeuclidean", "cosine", "temporal_prior", "structure", "compute_dtype"]
+
+_METRICS = ("cosine", "sqeuclidean", "euclidean")
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype OT work is done in: float64 stays float64, everything else float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _check_features(name: str, x: torch.Tensor) -> None:
+    if x.dim() != 3:
+        raise ValueError(
+            f"{name} must be a padded batch of shape (B, length, dim), got shape "
+            f"{tuple(x.shape)}; for a single sequence use {name}[None]"
+        )
+
+
+def _pair_mask(
+    x_mask: Optional[torch.Tensor], y_mask: Optional[torch.Tensor]
+) -> Optional[torch.Tensor]:
+    if x_mask is None and y_mask is None:
+        return None
+    if x_mask is None:
+        return y_mask[:, None, :]
+    if y_mask is None:
+        return x_mask[:, :, None]
+    return x_mask[:, :, None] & y_mask[:, None, :]
+
+
+def _apply_mask(
+    cost: torch.Tensor, x_mask: Optional[torch.Tensor], y_mask: Optional[torch.Tensor]
+) -> torch.Tensor:
+    pair = _pair_mask(x_mask, y_mask)
+    return cost if pair is None else cost.masked_fill(~pair, 0.0)
+
+
+def _check_pair(x, y, x_mask, y_mask):
+    _check_features("x", x)
+    _check_features("y", y)
+    if x.shape[0] != y.shape[0] or x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            "x and y must share batch size and feature dim, got "
+            f"x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    for name, m, t in (("x_mask", x_mask, x), ("y_mask", y_mask, y)):
+        if m is not None and tuple(m.shape) != tuple(t.shape[:2]):
+            raise ValueError(
+                f"{name} must have shape {tuple(t.shape[:2])}, got {tuple(m.shape)}"
+            )
+
+
+def sqeuclidean(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_mask: Optional[torch.Tensor] = None,
+    y_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Squared Euclidean cost ``C_ij = ||x_i||^2 + ||y_j||^2 - 2 <x_i, y_j>``.
+
+    Args:
+        x: ``(B, N, D)``; y: ``(B, M, D)``; masks ``(B, N)`` / ``(B, M)`` bool or None.
+
+    Returns:
+        ``(B, N, M)``, clamped at 0 (the expansion can go slightly negative in float32).
+    """
+    _check_pair(x, y, x_mask, y_mask)
+    dt = compute_dtype(x)
+    x, y = x.to(dt), y.to(dt)
+    cost = (
+        x.pow(2).sum(-1, keepdim=True)
+        + y.pow(2).sum(-1).unsqueeze(-2)
+        - 2.0 * torch.bmm(x, y.transpose(1, 2))
+    ).clamp_min(0.0)
+    return _apply_mask(cost, x_mask, y_mask)
+
+
+def cosine(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_mask: Optional[torch.Tensor] = None,
+    y_mask: Optional[torch.Tensor] = None,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Cosine cost ``C_ij = 1 - <x_i, y_j> / (||x_i|| ||y_j||)``, in ``[0, 2]``.
+
+    A zero vector has cosine 0 with everything (cost 1) instead of NaN.
+    """
+    _check_pair(x, y, x_mask, y_mask)
+    dt = compute_dtype(x)
+    xn = torch.nn.functional.normalize(x.to(dt), dim=-1, eps=eps)
+    yn = torch.nn.functional.normalize(y.to(dt), dim=-1, eps=eps)
+    cost = (1.0 - torch.bmm(xn, yn.transpose(1, 2))).clamp(0.0, 2.0)
+    return _apply_mask(cost, x_mask, y_mask)
+
+
+def _positions(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised centre positions ``(i + 1/2) / L_b`` of each valid element."""
+    lengths = mask.sum(-1, keepdim=True).clamp_min(1).to(dtype)
+    idx = torch.arange(mask.shape[-1], device=mask.device, dtype=dtype)
+    return (idx + 0.5) / lengths
+
+
+def temporal_prior(x_mask: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
+    """Monotonic-alignment prior ``C_ij = |t_i - s_j|`` from each pair's true lengths.
+
+    The papers (TOT-CAKT 2409.02239, GM-OT 2505.13079) write ``|i/N - j/M|``. We use
+    centre positions ``t_i = (i + 1/2)/N_b`` and ``s_j = (j + 1/2)/M_b``: for ``N = M``
+    this is the same matrix, and for ``N != M`` the first and last elements of both
+    sequences are treated alike. ``N_b``, ``M_b`` are the unpadded lengths of pair b,
+    so padding does not stretch the diagonal. Values lie in ``[0, 1)``; padding is 0.
+
+    Args:
+        x_mask: ``(B, N)`` bool, True on real frames.
+        y_mask: ``(B, M)`` bool, True on real tokens.
+
+    Returns:
+        ``(B, N, M)`` float32.
+    """
+    if x_mask.dim() != 2 or y_mask.dim() != 2 or x_mask.shape[0] != y_mask.shape[0]:
+        raise ValueError(
+            "temporal_prior expects masks of shape (B, N) and (B, M), got "
+            f"{tuple(x_mask.shape)} and {tuple(y_mask.shape)}"
+        )
+    x_mask, y_mask = x_mask.bool(), y_mask.bool()
+    t = _positions(x_mask, torch.float32)
+    s = _positions(y_mask, torch.float32)
+    return _apply_mask((t[:, :, None] - s[:, None, :]).abs(), x_mask, y_mask)
+
+
+def structure(
+    x: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    metric: str = "cosine",
+    window: Optional[int] = None,
+) -> torch.Tensor:
+    """Intra-sequence distance matrix ``C_ik = d(x_i, x_k)``: a graph's edge costs.
+
+    Args:
+        x: ``(B, L, D)`` node features.
+        mask: ``(B, L)`` bool or None.
+        metric: ``"cosine"`` (1 - cos, the GM-OT paper's edge cost), ``"sqeuclidean"``
+            or ``"euclidean"``.
+        window: the GM-OT window ``ws``. When given, only edges with ``|i - k| <= ws``
+            exist and every other entry is 0, so the matrix is the weighted adjacency
+            of a temporal graph. Gromov-Wasserstein then matches "no edge" with "no
+            edge" at no cost. The paper names ``ws`` but not how entries outside the
+            window are treated; zero (no edge) is our choice.
+
+    Returns:
+        ``(B, L, L)``, symmetric, zero diagonal, zero on padding.
+    """
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    if window is not None and window < 0:
+        raise ValueError(f"window (ws) must be >= 0 or None, got {window}")
+    if metric == "cosine":
+        c = cosine(x, x, mask, mask)
+    else:
+        c = sqeuclidean(x, x, mask, mask)
+        if metric == "euclidean":
+            # sqrt has an infinite derivative at 0: keep the diagonal exactly zero
+            # and away from the sqrt.
+            c = torch.sqrt(c.clamp_min(1e-12)) * (c > 0)
+    eye = torch.eye(c.shape[-1], dtype=torch.bool, device=c.device)
+    c = c.masked_fill(eye, 0.0)
+    if window is not None:
+        idx = torch.arange(c.shape[-1], device=c.device)
+        far = (idx[:, None] - idx[None, :]).abs() > window
+        c = c.masked_fill(far, 0.0)
+    return c
