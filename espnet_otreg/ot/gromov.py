@@ -97,7 +97,7 @@ def fused_gromov_wasserstein(
     tau: Optional[float] = None,
     max_iter: int = 10,
     inner_max_iter: int = 50,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     inner_tol: Optional[float] = None,
     check_every: int = 10,
     early_stop: bool = True,

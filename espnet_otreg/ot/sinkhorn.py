@@ -45,7 +45,7 @@ def sinkhorn(
     b: Optional[torch.Tensor] = None,
     tau: Optional[float] = None,
     max_iter: int = 1000,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     check_every: int = 10,
     early_stop: bool = True,
     grad: str = "envelope",
