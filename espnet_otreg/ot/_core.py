@@ -183,21 +183,30 @@ def init_potentials(problem: Problem, init, epsilon: float):
     return u.masked_fill(off_a, -math.inf), v.masked_fill(off_b, -math.inf)
 
 
+METHODS = ("stabilized", "log")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
 def sinkhorn_loop(
     K: torch.Tensor,
     log_a: torch.Tensor,
     log_b: torch.Tensor,
-    f: torch.Tensor,
-    g: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
     phi: Optional[float],
     max_iter: int,
     tol: float,
     check_every: int,
     early_stop: bool,
+    method: str = "stabilized",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-domain Sinkhorn iterations on a padded batch.
+    """Sinkhorn iterations on a padded batch, potentials kept in the log domain.
 
-    Balanced (``phi is None``)::
+    Log-domain step, balanced (``phi is None``)::
 
         u <- log a - LSE_j(K_ij + v_j);   v <- log b - LSE_i(K_ij + u_i)
 
@@ -205,41 +214,141 @@ def sinkhorn_loop(
 
         u <- phi (log a - LSE_j(K_ij + v_j));   same for v
 
-    The convergence error is measured every ``check_every`` iterations on device,
-    reusing the row log-sum-exp of the next update (no extra pass over ``K``). With
-    ``early_stop`` the loop leaves once every pair has converged, which costs one host
-    sync per check; without it, no host sync happens at all.
+    ``method="log"`` runs only such steps (about five passes over ``K`` each).
+    ``method="stabilized"`` (Schmitzer 2019; POT's ``sinkhorn_stabilized``) absorbs
+    the potentials into ``E = exp(K + u + v)`` every ``check_every`` iterations and
+    runs the iterations in between as scaling updates ``s_u <- a / (E s_v)`` (two
+    passes over ``E``). The iterates are the same. A pair whose scalings leave the
+    float range within a block (cost/epsilon in the thousands) gets that block undone
+    and the next block starts with a log-domain step, so it never sees NaN. Log-domain
+    steps are run at the start and, with ``early_stop``, only after a block that some
+    pair had to undo (the decision rides on the convergence check's host sync);
+    without ``early_stop`` one runs before every block and nothing syncs.
+
+    The error is measured every ``check_every`` iterations, on device. With
+    ``early_stop`` the loop leaves once every pair has converged.
 
     Returns ``(u, v, n_iter, converged, error)``.
     """
     B = K.shape[0]
     dev = K.device
-    Kt = K.transpose(1, 2).contiguous()  # both reductions run over a contiguous dim
-    a = log_a.exp()
-    real_a = log_a > -math.inf
-    converged = torch.zeros(B, dtype=torch.bool, device=dev)
-    n_iter = torch.full((B,), max_iter, dtype=torch.long, device=dev)
-    error = torch.full((B,), math.inf, dtype=K.dtype, device=dev)
+    a, b = log_a.exp(), log_b.exp()
+    real_a, real_b = log_a > -math.inf, log_b > -math.inf
+    state = dict(
+        converged=torch.zeros(B, dtype=torch.bool, device=dev),
+        n_iter=torch.full((B,), max_iter, dtype=torch.long, device=dev),
+        error=torch.full((B,), math.inf, dtype=K.dtype, device=dev),
+    )
 
-    for it in range(max_iter + 1):
-        lse_r = torch.logsumexp(K + g[:, None, :], dim=-1)
-        f_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
-        if it > 0 and (it % check_every == 0 or it == max_iter):
+    def record(it, error):
+        newly = (error <= tol) & ~state["converged"]
+        state["n_iter"] = torch.where(newly, torch.full_like(state["n_iter"], it), state["n_iter"])
+        state["converged"] = state["converged"] | newly
+        state["error"] = error
+
+    def done(it, ok=None):
+        """Stop? And does the next block need a log-domain step? (one host sync)"""
+        if it >= max_iter:
+            return True, False
+        if not early_stop:
+            return False, method == "stabilized"
+        flags = [state["converged"].all()] + ([] if ok is None else [ok.all()])
+        flags = torch.stack(flags).tolist()
+        return bool(flags[0]), ok is not None and not flags[-1]
+
+    Kt = K.transpose(1, 2).contiguous()  # both reductions run over a contiguous dim
+    if method == "log":
+        it = 0
+        while True:
+            lse_r = torch.logsumexp(K + v[:, None, :], dim=-1)
+            u_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
+            if it > 0 and (it % check_every == 0 or it >= max_iter):
+                if phi is None:
+                    # Columns are exact after a v-update; the row mass error is left.
+                    record(it, (torch.exp(u + lse_r) - a).abs().sum(-1))
+                else:
+                    record(it, torch.where(real_a, (u_new - u).abs(), torch.zeros_like(u)).amax(-1))
+                if done(it)[0]:
+                    break
+            u = u_new
+            lse_c = torch.logsumexp(Kt + u[:, None, :], dim=-1)
+            v = log_b - lse_c if phi is None else phi * (log_b - lse_c)
+            it += 1
+        return u, v, state["n_iter"], state["converged"], state["error"]
+
+    it, need_log = 0, True
+    log_error = state["error"]
+    while True:
+        if need_log:
+            lse_r = torch.logsumexp(K + v[:, None, :], dim=-1)
+            u_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
             if phi is None:
-                # Columns are exact after a g-update; the row mass error is left.
-                error = (torch.exp(f + lse_r) - a).abs().sum(-1)
+                log_error = (torch.exp(u + lse_r) - a).abs().sum(-1)
             else:
-                delta = torch.where(real_a, (f_new - f).abs(), torch.zeros_like(f))
-                error = delta.amax(-1)
-            newly = (error <= tol) & ~converged
-            n_iter = torch.where(newly, torch.full_like(n_iter, it), n_iter)
-            converged = converged | newly
-            if it == max_iter or (early_stop and bool(converged.all())):
-                break
-        f = f_new
-        lse_c = torch.logsumexp(Kt + f[:, None, :], dim=-1)
-        g = log_b - lse_c if phi is None else phi * (log_b - lse_c)
-    return f, g, n_iter, converged, error
+                log_error = torch.where(real_a, (u_new - u).abs(), torch.zeros_like(u)).amax(-1)
+            u = u_new
+            lse_c = torch.logsumexp(Kt + u[:, None, :], dim=-1)
+            v = log_b - lse_c if phi is None else phi * (log_b - lse_c)
+            it += 1
+        steps = min(check_every - (it % check_every), max_iter - it)
+        if steps > 0:
+            u, v, ok, error = _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps)
+            it += steps
+            # An undone block measured nothing: keep what the log step measured.
+            record(it, torch.where(ok, error, log_error))
+        else:
+            ok = None
+            record(it, log_error)
+        stop, need_log = done(it, ok)
+        if stop:
+            break
+    return u, v, state["n_iter"], state["converged"], state["error"]
+
+
+def _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps):
+    """``steps`` Sinkhorn iterations as scalings of ``E = exp(K + u + v)``.
+
+    Returns the absorbed ``(u, v)`` (unchanged for pairs whose scalings left the float
+    range), the per-pair ``ok`` flags and the error after the block (L1 row-marginal
+    error if balanced, largest change of ``u`` in the last step if unbalanced).
+    """
+    E = torch.exp(K + u[:, :, None] + v[:, None, :])  # 0 on padding (u or v = -inf)
+    Et = E.transpose(1, 2).contiguous()
+    one_a, one_b = torch.ones_like(a), torch.ones_like(b)
+    if phi is not None:
+        # u_new = phi (log a - log(E s_v) + u)  =>  s_u = (a / E s_v)^phi exp((phi-1) u)
+        w_a = torch.exp((phi - 1.0) * torch.where(real_a, u, torch.zeros_like(u)))
+        w_b = torch.exp((phi - 1.0) * torch.where(real_b, v, torch.zeros_like(v)))
+    s_u, s_v = one_a, one_b
+    for _ in range(steps):
+        # Padded rows have E = 0: divide by 1 there, not 0 (a NaN would leak into
+        # autodiff gradients even from the branch torch.where discards).
+        row = torch.where(real_a, (E * s_v[:, None, :]).sum(-1), one_a)
+        s_u_prev, s_u = s_u, a / row
+        if phi is not None:
+            s_u = s_u.pow(phi) * w_a
+        s_u = torch.where(real_a, s_u, one_a)
+        col = torch.where(real_b, (Et * s_u[:, None, :]).sum(-1), one_b)
+        s_v = b / col
+        if phi is not None:
+            s_v = s_v.pow(phi) * w_b
+        s_v = torch.where(real_b, s_v, one_b)
+    if phi is None:
+        mass = s_u * (E * s_v[:, None, :]).sum(-1)
+        error = torch.where(real_a, (mass - a).abs(), torch.zeros_like(a)).sum(-1)
+    else:
+        change = torch.where(real_a, torch.log(s_u / s_u_prev).abs(), torch.zeros_like(a))
+        error = change.amax(-1)
+    u_new, v_new = u + torch.log(s_u), v + torch.log(s_v)
+    ok = (torch.isfinite(u_new) | ~real_a).all(-1) & (torch.isfinite(v_new) | ~real_b).all(-1)
+    ok = ok & torch.isfinite(error)
+    error = torch.where(ok, error, torch.full_like(error, math.inf))
+    return (
+        torch.where(ok[:, None], u_new, u),
+        torch.where(ok[:, None], v_new, v),
+        ok,
+        error,
+    )
 
 
 def log_plan(K, f, g):

@@ -105,6 +105,7 @@ def fused_gromov_wasserstein(
     symmetric: bool = True,
     grad: str = "envelope",
     init_plan: Optional[torch.Tensor] = None,
+    method: str = "stabilized",
 ) -> FGWResult:
     """Solve a padded batch of entropic fused Gromov-Wasserstein problems.
 
@@ -128,6 +129,8 @@ def fused_gromov_wasserstein(
             for directed graphs to use the general gradient.
         grad: ``"envelope"`` (default), ``"autodiff"`` or ``"detach"``.
         init_plan: ``(B, N, M)`` starting plan (default ``a b^T``).
+        method: inner Sinkhorn method, ``"stabilized"`` or ``"log"`` (see
+            :func:`espnet_otreg.ot.sinkhorn`).
 
     Returns:
         :class:`FGWResult`; ``value`` is the full objective above (its gradient at the
@@ -144,6 +147,7 @@ def fused_gromov_wasserstein(
     _core.check_positive("epsilon", epsilon)
     _core.check_positive("tau", tau, allow_none=True)
     _core.check_grad_mode(grad)
+    _core.check_method(method)
     if max_iter < 1 or inner_max_iter < 1 or check_every < 1:
         raise ValueError("max_iter, inner_max_iter and check_every must be >= 1")
     inner_tol = tol if inner_tol is None else inner_tol
@@ -188,7 +192,7 @@ def fused_gromov_wasserstein(
                 f, g = _core.init_potentials(problem, None, epsilon)
             f, g, _, inner_conv, _ = _core.sinkhorn_loop(
                 K, problem.log_a, problem.log_b, f, g, phi,
-                inner_max_iter, inner_tol, check_every, early_stop,
+                inner_max_iter, inner_tol, check_every, early_stop, method,
             )
             new_plan = _core.real_plan(problem, K, f, g)
             error = (new_plan - plan).abs().sum((1, 2))

@@ -26,9 +26,10 @@ def _pot_fgw(C, Cx, Cy, b, n, m, alpha, eps, symmetric=None, max_iter=2000, tol=
     )
 
 
+@pytest.mark.parametrize("method", ["stabilized", "log"])
 @pytest.mark.parametrize("alpha", [0.02, 0.5, 1.0])
 @pytest.mark.parametrize("window", [None, 2])
-def test_matches_pot_entropic_fgw(alpha, window):
+def test_matches_pot_entropic_fgw(alpha, window, method):
     C, Cx, Cy, xm, ym = _problem(window=window)
     eps = 0.1
     if window is None:
@@ -39,7 +40,7 @@ def test_matches_pot_entropic_fgw(alpha, window):
         outer, tol = 60, 0.0
     res = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, alpha=alpha, epsilon=eps,
                                    max_iter=outer, inner_max_iter=5000, tol=tol,
-                                   inner_tol=1e-12)
+                                   inner_tol=1e-12, method=method)
     assert res.inner_converged.all()
     if window is None:
         assert res.converged.all()

@@ -40,14 +40,16 @@ def test_balanced_matches_pot(dtype, atol, epsilon):
         assert res.value[b].item() == pytest.approx(ref, abs=10 * atol)
 
 
+@pytest.mark.parametrize("method", ["stabilized", "log"])
 @pytest.mark.parametrize("tau", [0.05, 1.0, 50.0])
-def test_unbalanced_matches_pot_with_unequal_masses(tau):
+def test_unbalanced_matches_pot_with_unequal_masses(tau, method):
     _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, dtype=torch.float64, seed=1)
     g = torch.Generator().manual_seed(3)
     a = torch.rand(xm.shape, generator=g, dtype=torch.float64) * xm
     b = 2.0 * torch.rand(ym.shape, generator=g, dtype=torch.float64) * ym
     eps = 0.1
-    res = sinkhorn(C, xm, ym, epsilon=eps, a=a, b=b, tau=tau, max_iter=20000, tol=1e-13)
+    res = sinkhorn(C, xm, ym, epsilon=eps, a=a, b=b, tau=tau, max_iter=20000, tol=1e-13,
+                  method=method)
     assert res.converged.all()
     for bi, n, m in pairs(xm, ym):
         an, bm = a[bi, :n].numpy(), b[bi, :m].numpy()
@@ -92,12 +94,13 @@ def test_padding_and_empty_pair_stay_finite():
         assert torch.isneginf(res.f[1]).all() and torch.isneginf(res.g[2]).all()
 
 
+@pytest.mark.parametrize("method", ["stabilized", "log"])
 @pytest.mark.parametrize("tau", [None, 0.5])
 @pytest.mark.parametrize(
     "case",
     ["length_one", "tiny_eps_large_cost", "constant_cost", "bf16", "fp16"],
 )
-def test_numerically_safe(case, tau):
+def test_numerically_safe(case, tau, method):
     xm = lengths_to_mask([6, 1, 4], 6)
     ym = lengths_to_mask([5, 3, 1], 5)
     C, eps = torch.rand(3, 6, 5), 0.1
@@ -108,7 +111,7 @@ def test_numerically_safe(case, tau):
     elif case in ("bf16", "fp16"):
         C = C.to(torch.bfloat16 if case == "bf16" else torch.float16)
     C.requires_grad_(True)
-    res = sinkhorn(C, xm, ym, epsilon=eps, tau=tau, max_iter=2000)
+    res = sinkhorn(C, xm, ym, epsilon=eps, tau=tau, max_iter=2000, method=method)
     assert res.plan.dtype == torch.float32
     for t in (res.plan, res.value, res.value_linear, res.error):
         assert torch.isfinite(t).all(), case
@@ -161,6 +164,31 @@ def test_autodiff_gradcheck(tau):
     assert torch.autograd.gradcheck(fn, (C0.requires_grad_(True),))
 
 
+@pytest.mark.parametrize("tau", [None, 0.3])
+def test_stabilized_and_log_give_the_same_iterates(tau):
+    _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, seed=8)
+    for iters in (1, 7, 10, 23):
+        kw = dict(epsilon=0.05, tau=tau, max_iter=iters, tol=0.0, check_every=10)
+        fast, slow = sinkhorn(C, xm, ym, **kw), sinkhorn(C, xm, ym, method="log", **kw)
+        torch.testing.assert_close(fast.plan, slow.plan, atol=1e-12, rtol=0)
+
+
+def test_scaling_block_undoes_a_pair_whose_scalings_leave_float_range():
+    from espnet_otreg.ot._core import _scaling_block
+
+    K = torch.zeros(2, 3, 2)
+    u, v = torch.zeros(2, 3), torch.zeros(2, 2)
+    u[1, 0] = -1e4  # row 0 of pair 1 underflows: E row = 0, its scaling = inf
+    a, b = torch.full((2, 3), 1 / 3), torch.full((2, 2), 0.5)
+    real_a, real_b = torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 2, dtype=torch.bool)
+    for phi in (None, 0.9):
+        nu, nv, ok, err = _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps=3)
+        assert ok.tolist() == [True, False] and torch.isinf(err[1])
+        assert torch.equal(nu[1], u[1]) and torch.equal(nv[1], v[1])  # undone
+        assert not torch.equal(nu[0], u[0])  # the healthy pair moved
+        assert torch.isfinite(nu[0]).all() and torch.isfinite(nv[0]).all()
+
+
 def test_grad_modes():
     C = torch.rand(2, 4, 3, requires_grad=True)
     assert not sinkhorn(C, grad="detach").value.requires_grad
@@ -201,7 +229,9 @@ def test_no_host_sync_without_early_stop(monkeypatch):
     for name in ("item", "__bool__", "tolist", "__float__", "__int__", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, boom)
     for tau in (None, 1.0):
-        res = sinkhorn(C, xm, ym, epsilon=0.1, tau=tau, max_iter=50, early_stop=False)
+        for method in ("stabilized", "log"):
+            res = sinkhorn(C, xm, ym, epsilon=0.1, tau=tau, max_iter=50, early_stop=False,
+                           method=method)
     monkeypatch.undo()
     assert torch.isfinite(res.value).all()
 
@@ -220,6 +250,8 @@ def test_bad_input_errors():
         sinkhorn(C, tau=-1.0)
     with pytest.raises(ValueError, match="grad"):
         sinkhorn(C, grad="implicit")
+    with pytest.raises(ValueError, match="method"):
+        sinkhorn(C, method="sinkhorn_knopp")
     with pytest.raises(ValueError, match="non-negative"):
         sinkhorn(C, a=-torch.ones(2, 4))
     with pytest.raises(ValueError, match="b must have shape"):

@@ -1,0 +1,42 @@
+# Quick start:  make demo   (main job)   |   make test   (test suite)
+# Both create and fill a local .venv unless a virtual environment is already active.
+
+SHELL := /bin/bash
+PYTHON_SYS ?= python3
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := $(CURDIR)/.venv
+endif
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.espnet_otreg-installed
+# pip 26.3 rejects ESPnet's ci_sdr dependency (a direct-URL extra); 23.2 .. 26.0 work.
+PIP_PIN := pip>=23.2,<26.1
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	@if [ ! -x "$(PY)" ]; then echo "creating $(VENV)"; $(PYTHON_SYS) -m venv "$(VENV)"; fi
+	"$(PY)" -m pip install -q "$(PIP_PIN)"
+	"$(PY)" -m pip install -e ".[test]"
+	@touch "$@"
+
+# The main job. For now the OT benchmark (ours vs POT); the AISHELL mini recipe
+# replaces it once egs2/aishell_gmot exists.
+demo: $(STAMP)
+	"$(PY)" -m espnet_otreg.bin.bench_ot --skip-large
+
+test: $(STAMP)
+	"$(PY)" -m pytest test
+
+bench: $(STAMP)
+	"$(PY)" -m espnet_otreg.bin.bench_ot
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache bench_out

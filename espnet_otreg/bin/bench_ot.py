@@ -1,0 +1,408 @@
+"""Benchmark our batched OT solvers against POT, on identical inputs, in one run.
+
+    python -m espnet_otreg.bin.bench_ot                 # CPU, reference + large batch
+    python -m espnet_otreg.bin.bench_ot --device cuda   # on a GPU
+    python -m espnet_otreg.bin.bench_ot --quick         # tiny sizes (CI smoke test)
+
+For each batch it times, forward and forward+backward:
+
+- Sinkhorn (eps 0.1, costs scaled to max 1 per pair): ours on the padded batch vs
+  POT's ``sinkhorn_log`` looped over pairs (numpy and torch backends, same float32
+  inputs), both with 50 iterations; ours with early
+  stopping at ``tol``; ``ot.batch.solve_batch`` and ours on a same-length copy of the
+  batch (``ot.batch`` has no masks).
+- Entropic FGW (alpha 0.5): ours 10 outer x 50 inner vs POT's
+  ``entropic_fused_gromov_wasserstein`` looped over pairs (10 x 50), ours 10 x 10 with
+  warm-started inner loops, and ``ot.batch.solve_gromov_batch`` (same-length copy).
+
+Every row also shows its accuracy: the largest L1 marginal error over pairs, and the
+largest plan-entry difference from a float64 reference (Sinkhorn: converged; FGW: the
+same 10 outer steps with converged inner problems). Peak memory is the peak tensor
+memory of the call (CUDA allocator on GPU, the profiler's allocation trace on CPU).
+It prints a table, then one JSON line with the ratios (POT time / our time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+import warnings
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from espnet_otreg.ot import costs, fused_gromov_wasserstein, sinkhorn
+
+EPS = 0.1
+ALPHA = 0.5
+SINKHORN_ITERS = 50
+FGW_OUTER, FGW_INNER, FGW_INNER_WARM = 10, 50, 10
+
+
+# ----------------------------------------------------------------------------- data
+def make_batch(B, n_range, m_range, dim, device, seed=0, same_length=False):
+    """Random features with mixed lengths, sqeuclidean costs scaled to max 1 per pair."""
+    g = torch.Generator().manual_seed(seed)
+    N, M = n_range[1], m_range[1]
+    if same_length:
+        xl = torch.full((B,), N)
+        yl = torch.full((B,), M)
+    else:
+        xl = torch.randint(n_range[0], N + 1, (B,), generator=g)
+        yl = torch.randint(m_range[0], M + 1, (B,), generator=g)
+    x = torch.randn(B, N, dim, generator=g)
+    y = torch.randn(B, M, dim, generator=g)
+    xm = torch.arange(N)[None] < xl[:, None]
+    ym = torch.arange(M)[None] < yl[:, None]
+    return dict(x=x.to(device), y=y.to(device), xm=xm.to(device), ym=ym.to(device))
+
+
+def _scaled(c):
+    return c / c.amax((1, 2), keepdim=True).clamp_min(1e-12)
+
+
+def problem(batch, x=None, y=None):
+    """Cost and structures from (possibly grad-requiring) features."""
+    x = batch["x"] if x is None else x
+    y = batch["y"] if y is None else y
+    xm, ym = batch["xm"], batch["ym"]
+    C = _scaled(costs.sqeuclidean(x, y, xm, ym))
+    Cx = _scaled(costs.structure(x, xm, "sqeuclidean"))
+    Cy = _scaled(costs.structure(y, ym, "sqeuclidean"))
+    return C, Cx, Cy
+
+
+# ----------------------------------------------------------------------------- timing
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn: Callable, device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mb(fn: Callable, device) -> Optional[float]:
+    """Peak tensor memory of one call, in MB."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # Replay the allocation trace: ops carry the bytes they allocate themselves,
+    # "[memory]" events the bytes freed (negative), in time order.
+    trace = []
+    for e in prof.events():
+        amount = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        if amount:
+            trace.append((e.time_range.start, amount))
+    cur = peak = 0
+    for _, amount in sorted(trace):
+        cur += amount
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+# ----------------------------------------------------------------------------- accuracy
+def marginal_error(plans: List[torch.Tensor], batch) -> float:
+    worst = 0.0
+    for b, P in enumerate(plans):
+        n, m = P.shape
+        if n == 0 or m == 0:
+            continue
+        P = P.double()
+        worst = max(worst, float((P.sum(1) - 1.0 / n).abs().sum() + (P.sum(0) - 1.0 / m).abs().sum()))
+    return worst
+
+
+def plan_error(plans: List[torch.Tensor], ref: List[torch.Tensor]) -> float:
+    return max(float((p.double().cpu() - r).abs().max()) for p, r in zip(plans, ref))
+
+
+def unpad(plan: torch.Tensor, batch) -> List[torch.Tensor]:
+    xl, yl = batch["xm"].sum(-1).tolist(), batch["ym"].sum(-1).tolist()
+    return [plan[b, :n, :m].detach().cpu() for b, (n, m) in enumerate(zip(xl, yl))]
+
+
+def pot_pairs(batch, C, Cx, Cy):
+    xl, yl = batch["xm"].sum(-1).tolist(), batch["ym"].sum(-1).tolist()
+    out = []
+    for b, (n, m) in enumerate(zip(xl, yl)):
+        out.append((n, m, C[b, :n, :m], Cx[b, :n, :n], Cy[b, :m, :m]))
+    return out
+
+
+# ----------------------------------------------------------------------------- runs
+def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, dict]:
+    import ot
+
+    rows: Dict[str, dict] = {}
+
+    def row(key, label, fwd, fwdbwd=None, plans=None, ref=None, mem_fn=None):
+        r = {"label": label, "fwd_ms": time_ms(fwd, device, repeats)}
+        if fwdbwd is not None:
+            r["fwdbwd_ms"] = time_ms(fwdbwd, device, repeats)
+        if plans is not None:
+            r["marg_err"] = marginal_error(plans, batch)
+            r["plan_err"] = plan_error(plans, ref) if ref is not None else None
+        if mem_fn is not None:
+            r["peak_mb"] = peak_mb(mem_fn, device)
+        rows[key] = r
+        logging.info("%s %s: %s", name, label, {k: v for k, v in r.items() if k != "label"})
+
+    C, Cx, Cy = problem(batch)
+    xm, ym = batch["xm"], batch["ym"]
+
+    # References in float64 (converged Sinkhorn; FGW with converged inner problems).
+    C64, Cx64, Cy64 = C.double(), Cx.double(), Cy.double()
+    ref_s = unpad(sinkhorn(C64, xm, ym, epsilon=EPS, tol=1e-10, max_iter=20000).plan, batch)
+    ref_f = unpad(
+        fused_gromov_wasserstein(
+            C64, Cx64, Cy64, xm, ym, alpha=ALPHA, epsilon=EPS, max_iter=FGW_OUTER,
+            inner_max_iter=20000, tol=0.0, inner_tol=1e-10,
+        ).plan,
+        batch,
+    )
+
+    # --- Sinkhorn ---------------------------------------------------------------
+    def ours_s(iters=SINKHORN_ITERS, early=False):
+        return sinkhorn(C, xm, ym, epsilon=EPS, max_iter=iters, tol=1e-5 if early else 0.0)
+
+    def ours_s_bwd(early=False):
+        x = batch["x"].detach().requires_grad_(True)
+        y = batch["y"].detach().requires_grad_(True)
+        Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
+        r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=1000 if early else SINKHORN_ITERS,
+                     tol=1e-5 if early else 0.0)
+        r.value.sum().backward()
+
+    def ours_s_autodiff():
+        x = batch["x"].detach().requires_grad_(True)
+        y = batch["y"].detach().requires_grad_(True)
+        Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
+        r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0, grad="autodiff")
+        r.value.sum().backward()
+
+    row("sinkhorn_ours", f"ours, batched, {SINKHORN_ITERS} its", ours_s, ours_s_bwd,
+        unpad(ours_s().plan, batch), ref_s, mem_fn=ours_s_bwd)
+    early = ours_s(iters=1000, early=True)
+    row("sinkhorn_ours_tol", f"ours, early stop tol 1e-5 (max {int(early.n_iter.max())} its)",
+        lambda: ours_s(iters=1000, early=True), lambda: ours_s_bwd(early=True),
+        unpad(early.plan, batch), ref_s)
+    row("sinkhorn_ours_autodiff", "ours, 50 its, grad=autodiff", ours_s, ours_s_autodiff,
+        mem_fn=ours_s_autodiff)
+
+    if with_pot:
+        # POT gets the same float32 inputs: as numpy arrays (its fastest forward path)
+        # and as the torch tensors themselves (what a training loop would hand it).
+        pairs_t = [(n, m, c) for n, m, c, _, _ in pot_pairs(batch, C, Cx, Cy)]
+        pairs_np = [(n, m, c.cpu().numpy()) for n, m, c in pairs_t]
+
+        def pot_s(pairs=pairs_np):
+            return [
+                ot.sinkhorn(ot.unif(n, type_as=c), ot.unif(m, type_as=c), c, EPS, method="sinkhorn_log",
+                            numItermax=SINKHORN_ITERS, stopThr=0.0)
+                for n, m, c in pairs
+            ]
+
+        def pot_s_bwd():
+            x = batch["x"].detach().requires_grad_(True)
+            y = batch["y"].detach().requires_grad_(True)
+            Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
+            total = 0
+            for b, (n, m) in enumerate(zip(xm.sum(-1).tolist(), ym.sum(-1).tolist())):
+                res = ot.solve(Cg[b, :n, :m], reg=EPS, method="sinkhorn_log", max_iter=SINKHORN_ITERS,
+                               tol=0.0, grad="envelope")
+                total = total + res.value
+            total.backward()
+
+        row("sinkhorn_pot", f"POT sinkhorn_log (numpy), loop over pairs, {SINKHORN_ITERS} its",
+            pot_s, None, [torch.from_numpy(p) for p in pot_s()], ref_s)
+        row("sinkhorn_pot_torch", f"POT sinkhorn_log (torch), loop over pairs, {SINKHORN_ITERS} its",
+            lambda: pot_s(pairs_t), pot_s_bwd, [p.cpu() for p in pot_s(pairs_t)], ref_s)
+
+    # same-length copy: ours vs ot.batch
+    s_C, s_Cx, s_Cy = problem(same)
+    s_ref = unpad(sinkhorn(s_C.double(), epsilon=EPS, tol=1e-10, max_iter=20000).plan, same)
+    row("sinkhorn_ours_same", "same-length batch: ours, 50 its",
+        lambda: sinkhorn(s_C, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0),
+        plans=unpad(sinkhorn(s_C, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0).plan, same),
+        ref=s_ref)
+    if with_pot:
+        def potb_s():
+            return ot.batch.solve_batch(s_C, reg=EPS, max_iter=SINKHORN_ITERS, tol=0.0, reg_type="kl")
+
+        row("sinkhorn_potbatch_same", "same-length batch: POT ot.batch.solve_batch, 50 its",
+            potb_s, plans=unpad(potb_s().plan, same), ref=s_ref)
+
+    # --- FGW ----------------------------------------------------------------------
+    def ours_f(inner=FGW_INNER, x=None, y=None, grad="envelope"):
+        Cg, Cxg, Cyg = problem(batch, x, y)
+        return fused_gromov_wasserstein(Cg, Cxg, Cyg, xm, ym, alpha=ALPHA, epsilon=EPS,
+                                        max_iter=FGW_OUTER, inner_max_iter=inner, tol=0.0,
+                                        grad=grad)
+
+    def ours_f_bwd(inner=FGW_INNER):
+        x = batch["x"].detach().requires_grad_(True)
+        y = batch["y"].detach().requires_grad_(True)
+        ours_f(inner, x, y).value.sum().backward()
+
+    row("fgw_ours", f"ours, batched, {FGW_OUTER}x{FGW_INNER}", ours_f, ours_f_bwd,
+        unpad(ours_f().plan, batch), ref_f, mem_fn=ours_f_bwd)
+    row("fgw_ours_warm", f"ours, batched, {FGW_OUTER}x{FGW_INNER_WARM} warm-started",
+        lambda: ours_f(FGW_INNER_WARM), lambda: ours_f_bwd(FGW_INNER_WARM),
+        unpad(ours_f(FGW_INNER_WARM).plan, batch), ref_f)
+
+    if with_pot:
+        fpairs_t = pot_pairs(batch, C, Cx, Cy)
+        fpairs_np = [(n, m) + tuple(t.cpu().numpy() for t in ts) for n, m, *ts in fpairs_t]
+
+        def pot_f(pairs=fpairs_np):
+            return [
+                ot.gromov.entropic_fused_gromov_wasserstein(
+                    c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
+                    max_iter=FGW_OUTER, tol=0.0, numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
+                for n, m, c, cx, cy in pairs
+            ]
+
+        def pot_f_bwd():
+            x = batch["x"].detach().requires_grad_(True)
+            y = batch["y"].detach().requires_grad_(True)
+            Cg, Cxg, Cyg = problem(batch, x, y)
+            total = 0
+            for n, m, c, cx, cy in pot_pairs(batch, Cg, Cxg, Cyg):
+                total = total + ot.gromov.entropic_fused_gromov_wasserstein2(
+                    c, cx, cy, epsilon=EPS, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
+                    numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
+            total.backward()
+
+        row("fgw_pot", f"POT entropic FGW (numpy), loop over pairs, {FGW_OUTER}x{FGW_INNER}", pot_f,
+            None, [torch.from_numpy(p) for p in pot_f()], ref_f)
+        row("fgw_pot_torch", f"POT entropic FGW (torch), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+            lambda: pot_f(fpairs_t), pot_f_bwd, [p.cpu() for p in pot_f(fpairs_t)], ref_f)
+
+        s_ref_f = unpad(fused_gromov_wasserstein(
+            s_C.double(), s_Cx.double(), s_Cy.double(), alpha=ALPHA, epsilon=EPS,
+            max_iter=FGW_OUTER, inner_max_iter=20000, tol=0.0, inner_tol=1e-10).plan, same)
+
+        def ours_f_same():
+            return fused_gromov_wasserstein(s_C, s_Cx, s_Cy, alpha=ALPHA, epsilon=EPS,
+                                            max_iter=FGW_OUTER, inner_max_iter=FGW_INNER, tol=0.0)
+
+        def potb_f():
+            return ot.batch.solve_gromov_batch(
+                s_Cx, s_Cy, reg=EPS, M=s_C, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
+                max_iter_inner=FGW_INNER, tol_inner=0.0, symmetric=True)
+
+        row("fgw_ours_same", f"same-length batch: ours, {FGW_OUTER}x{FGW_INNER}", ours_f_same,
+            plans=unpad(ours_f_same().plan, same), ref=s_ref_f)
+        row("fgw_potbatch_same",
+            f"same-length batch: POT ot.batch.solve_gromov_batch, {FGW_OUTER}x{FGW_INNER} (PPA)",
+            potb_f, plans=unpad(potb_f().plan, same), ref=s_ref_f)
+    return rows
+
+
+def ratios(rows: Dict[str, dict], prefix: str) -> Dict[str, float]:
+    out = {}
+
+    def r(key, a, b, field):
+        if a in rows and b in rows and field in rows[a] and field in rows[b]:
+            out[f"{prefix}_{key}"] = round(rows[b][field] / rows[a][field], 2)
+
+    r("sinkhorn_fwd_vs_pot_loop", "sinkhorn_ours", "sinkhorn_pot", "fwd_ms")
+    r("sinkhorn_fwd_vs_pot_torch_loop", "sinkhorn_ours", "sinkhorn_pot_torch", "fwd_ms")
+    r("sinkhorn_fwdbwd_vs_pot_torch_loop", "sinkhorn_ours", "sinkhorn_pot_torch", "fwdbwd_ms")
+    r("sinkhorn_fwd_vs_pot_batch", "sinkhorn_ours_same", "sinkhorn_potbatch_same", "fwd_ms")
+    r("fgw_fwd_vs_pot_loop", "fgw_ours", "fgw_pot", "fwd_ms")
+    r("fgw_fwd_vs_pot_torch_loop", "fgw_ours", "fgw_pot_torch", "fwd_ms")
+    r("fgw_fwdbwd_vs_pot_torch_loop", "fgw_ours", "fgw_pot_torch", "fwdbwd_ms")
+    r("fgw_warm_fwd_vs_pot_loop", "fgw_ours_warm", "fgw_pot", "fwd_ms")
+    r("fgw_fwd_vs_pot_batch", "fgw_ours_same", "fgw_potbatch_same", "fwd_ms")
+    for k in ("sinkhorn_ours", "fgw_ours", "fgw_ours_warm"):
+        if k in rows:
+            out[f"{prefix}_{k}_fwd_ms"] = round(rows[k]["fwd_ms"], 2)
+    return out
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(title: str, rows: Dict[str, dict]) -> None:
+    print(f"\n## {title}\n")
+    print("| method | fwd ms | fwd+bwd ms | peak MB | max marginal err | max plan err vs ref |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows.values():
+        print(
+            f"| {r['label']} | {_fmt(r.get('fwd_ms'), '.2f')} | {_fmt(r.get('fwdbwd_ms'), '.2f')} "
+            f"| {_fmt(r.get('peak_mb'), '.1f')} | {_fmt(r.get('marg_err'), '.1e')} "
+            f"| {_fmt(r.get('plan_err'), '.1e')} |"
+        )
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke test)")
+    p.add_argument("--skip-large", action="store_true", help="only the reference batch")
+    p.add_argument("--no-pot-large", action="store_true",
+                   help="skip POT on the large batch (its per-pair loop takes a while)")
+    p.add_argument("--json-out", default=None, help="also write the JSON line to this file")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s bench_ot: %(message)s")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = args.device
+    if args.quick:
+        configs = [("quick", 3, (6, 10), (3, 5), 8, True)]
+        args.repeats = 1
+    else:
+        configs = [("reference", 16, (120, 200), (15, 30), 256, True)]
+        if not args.skip_large:
+            configs.append(("large", 32, (375, 500), (75, 100), 1024, not args.no_pot_large))
+    name = torch.cuda.get_device_name() if torch.device(dev).type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    print(f"# OT benchmark on {name}, torch {torch.__version__}, eps {EPS}, alpha {ALPHA}")
+    summary = {"device": name}
+    for label, B, nr, mr, D, with_pot in configs:
+        batch = make_batch(B, nr, mr, D, dev)
+        same = make_batch(B, nr, mr, D, dev, seed=1, same_length=True)
+        rows = run_batch(label, batch, same, dev, args.repeats, with_pot)
+        print_table(f"{label}: B={B}, N {nr[0]}-{nr[1]}, M {mr[0]}-{mr[1]}, D={D}", rows)
+        summary.update(ratios(rows, label))
+    line = json.dumps(summary, sort_keys=True)
+    print()
+    print(line)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            f.write(line + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
