@@ -18,7 +18,7 @@ Conventions (all solvers):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -59,9 +59,6 @@ class OTResult:
     f: torch.Tensor
     g: torch.Tensor
 
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass
 class Problem:
@@ -98,12 +95,12 @@ def _check_mask(name: str, mask, shape, device) -> torch.Tensor:
     return mask.to(device)
 
 
-def _marginal(name, w, mask, real, dtype) -> torch.Tensor:
+def _marginal(name, w, real, dtype) -> torch.Tensor:
     """User marginal (zeroed on padding) or uniform over the real positions."""
     if w is None:
-        return mask.to(dtype) / mask.sum(-1, keepdim=True).clamp_min(1).to(dtype)
-    if tuple(w.shape) != tuple(mask.shape):
-        raise ValueError(f"{name} must have shape {tuple(mask.shape)}, got {tuple(w.shape)}")
+        return real.to(dtype) / real.sum(-1, keepdim=True).clamp_min(1).to(dtype)
+    if tuple(w.shape) != tuple(real.shape):
+        raise ValueError(f"{name} must have shape {tuple(real.shape)}, got {tuple(w.shape)}")
     w = w.to(dtype)
     if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
         raise ValueError(f"{name} must be finite and non-negative")
@@ -127,8 +124,8 @@ def prepare(cost, x_mask, y_mask, a, b) -> Problem:
     nonempty = x_mask.any(-1) & y_mask.any(-1)
     real_x = x_mask & nonempty[:, None]
     real_y = y_mask & nonempty[:, None]
-    a_real = _marginal("a", a, real_x, real_x, dt)
-    b_real = _marginal("b", b, real_y, real_y, dt)
+    a_real = _marginal("a", a, real_x, dt)
+    b_real = _marginal("b", b, real_y, dt)
     # An empty pair is solved as a dummy all-real uniform problem (no NaNs); its plan
     # is zeroed afterwards.
     a_solve = torch.where(nonempty[:, None], a_real, torch.full_like(a_real, 1.0 / N))
@@ -351,15 +348,15 @@ def _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps):
     )
 
 
-def log_plan(K, f, g):
-    return K + f[:, :, None] + g[:, None, :]
+def log_plan(K, u, v):
+    return K + u[:, :, None] + v[:, None, :]
 
 
 def entropic_terms(
     problem: Problem,
     K: torch.Tensor,
-    f: torch.Tensor,
-    g: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
     plan: torch.Tensor,
     epsilon: float,
     tau: Optional[float],
@@ -370,7 +367,7 @@ def entropic_terms(
     log-plan so that autodiff never sees ``log 0``.
     """
     s = problem.support
-    log_ratio = log_plan(K, f, g) - problem.log_a[:, :, None] - problem.log_b[:, None, :]
+    log_ratio = log_plan(K, u, v) - problem.log_a[:, :, None] - problem.log_b[:, None, :]
     log_ratio = torch.where(s, log_ratio, torch.zeros_like(log_ratio))
     mass = plan.sum((1, 2))
     kl = (plan * log_ratio).sum((1, 2)) - mass + problem.a.sum(-1) * problem.b.sum(-1)
@@ -389,9 +386,9 @@ def _kl_vec(m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.where(live, t, torch.zeros_like(t)).sum(-1)
 
 
-def real_plan(problem: Problem, K, f, g) -> torch.Tensor:
+def real_plan(problem: Problem, K, u, v) -> torch.Tensor:
     """The plan on real entries, exactly 0 on padding and for empty pairs."""
-    plan = torch.exp(log_plan(K, f, g))
+    plan = torch.exp(log_plan(K, u, v))
     keep = problem.nonempty[:, None, None] & problem.support
     return torch.where(keep, plan, torch.zeros_like(plan))
 

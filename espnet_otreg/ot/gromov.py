@@ -176,7 +176,7 @@ def fused_gromov_wasserstein(
             if tuple(init_plan.shape) != (B, N, M):
                 raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
             plan = init_plan.detach().to(dt).masked_fill(~problem.support, 0.0)
-        f, g = _core.init_potentials(problem, None, epsilon)
+        u, v = _core.init_potentials(problem, None, epsilon)
         converged = torch.zeros(B, dtype=torch.bool, device=C.device)
         n_iter = torch.full((B,), max_iter, dtype=torch.long, device=C.device)
         error = torch.full((B,), float("inf"), dtype=dt, device=C.device)
@@ -189,12 +189,12 @@ def fused_gromov_wasserstein(
             lin = (1.0 - alpha) * C + alpha * _quad_grad(cx, cy, plan, m, n, symmetric)
             K = _core.kernel(lin, problem, epsilon)
             if not warm_start:
-                f, g = _core.init_potentials(problem, None, epsilon)
-            f, g, _, inner_conv, _ = _core.sinkhorn_loop(
-                K, problem.log_a, problem.log_b, f, g, phi,
+                u, v = _core.init_potentials(problem, None, epsilon)
+            u, v, _, inner_conv, _ = _core.sinkhorn_loop(
+                K, problem.log_a, problem.log_b, u, v, phi,
                 inner_max_iter, inner_tol, check_every, early_stop, method,
             )
-            new_plan = _core.real_plan(problem, K, f, g)
+            new_plan = _core.real_plan(problem, K, u, v)
             error = (new_plan - plan).abs().sum((1, 2))
             plan = new_plan
             newly = (error <= tol) & ~converged
@@ -202,7 +202,7 @@ def fused_gromov_wasserstein(
             converged = converged | newly
             if early_stop and it < max_iter and bool(converged.all()):
                 break
-        reg = _core.entropic_terms(problem, K, f, g, plan, epsilon, tau)
+        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
 
     p = plan if track else plan.detach()
     if grad == "detach":
@@ -215,7 +215,7 @@ def fused_gromov_wasserstein(
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
     value = (1.0 - alpha) * value_linear + alpha * value_quadratic + (reg if track else reg.detach())
-    f_out, g_out = _core.potentials_out(problem, f.detach(), g.detach(), epsilon)
+    f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
     return FGWResult(
         plan=p,
         value=value,

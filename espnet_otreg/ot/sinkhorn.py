@@ -90,23 +90,23 @@ def sinkhorn(
         raise ValueError(f"max_iter and check_every must be >= 1, got {max_iter}, {check_every}")
     problem = _core.prepare(cost, x_mask, y_mask, a, b)
     phi = None if tau is None else tau / (tau + epsilon)
-    f, g = _core.init_potentials(problem, init, epsilon)
+    u, v = _core.init_potentials(problem, init, epsilon)
 
     track = grad == "autodiff"
     with torch.set_grad_enabled(track and torch.is_grad_enabled()):
         K = _core.kernel(problem.cost if track else problem.cost.detach(), problem, epsilon)
-        f, g, n_iter, converged, error = _core.sinkhorn_loop(
-            K, problem.log_a, problem.log_b, f, g, phi, max_iter, tol, check_every, early_stop,
+        u, v, n_iter, converged, error = _core.sinkhorn_loop(
+            K, problem.log_a, problem.log_b, u, v, phi, max_iter, tol, check_every, early_stop,
             method,
         )
-        plan = _core.real_plan(problem, K, f, g)
-        reg = _core.entropic_terms(problem, K, f, g, plan, epsilon, tau)
+        plan = _core.real_plan(problem, K, u, v)
+        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
 
     linear_plan = plan if grad == "autodiff" else plan.detach()
     cost_in = problem.cost.detach() if grad == "detach" else problem.cost
     value_linear = (linear_plan * cost_in).sum((1, 2))
     value = value_linear + (reg if grad == "autodiff" else reg.detach())
-    f_out, g_out = _core.potentials_out(problem, f.detach(), g.detach(), epsilon)
+    f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
     return OTResult(
         plan=plan if grad == "autodiff" else plan.detach(),
         value=value,
