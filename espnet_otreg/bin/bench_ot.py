@@ -65,6 +65,11 @@ def _scaled(c):
     return c / c.amax((1, 2), keepdim=True).clamp_min(1e-12)
 
 
+def leaf_features(batch):
+    """Fresh copies of the features that require grad (for fwd+bwd timings)."""
+    return tuple(batch[k].detach().requires_grad_(True) for k in ("x", "y"))
+
+
 def problem(batch, x=None, y=None):
     """Cost and structures from (possibly grad-requiring) features."""
     x = batch["x"] if x is None else x
@@ -188,16 +193,14 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
         return sinkhorn(C, xm, ym, epsilon=EPS, max_iter=iters, tol=1e-5 if early else 0.0)
 
     def ours_s_bwd(early=False):
-        x = batch["x"].detach().requires_grad_(True)
-        y = batch["y"].detach().requires_grad_(True)
+        x, y = leaf_features(batch)
         Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
         r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=1000 if early else SINKHORN_ITERS,
                      tol=1e-5 if early else 0.0)
         r.value.sum().backward()
 
     def ours_s_autodiff():
-        x = batch["x"].detach().requires_grad_(True)
-        y = batch["y"].detach().requires_grad_(True)
+        x, y = leaf_features(batch)
         Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
         r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0, grad="autodiff")
         r.value.sum().backward()
@@ -225,8 +228,7 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
             ]
 
         def pot_s_bwd():
-            x = batch["x"].detach().requires_grad_(True)
-            y = batch["y"].detach().requires_grad_(True)
+            x, y = leaf_features(batch)
             Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
             total = 0
             for b, (n, m) in enumerate(zip(xm.sum(-1).tolist(), ym.sum(-1).tolist())):
@@ -262,8 +264,7 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
                                         grad=grad)
 
     def ours_f_bwd(inner=FGW_INNER):
-        x = batch["x"].detach().requires_grad_(True)
-        y = batch["y"].detach().requires_grad_(True)
+        x, y = leaf_features(batch)
         ours_f(inner, x, y).value.sum().backward()
 
     row("fgw_ours", f"ours, batched, {FGW_OUTER}x{FGW_INNER}", ours_f, ours_f_bwd,
@@ -285,8 +286,7 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
             ]
 
         def pot_f_bwd():
-            x = batch["x"].detach().requires_grad_(True)
-            y = batch["y"].detach().requires_grad_(True)
+            x, y = leaf_features(batch)
             Cg, Cxg, Cyg = problem(batch, x, y)
             total = 0
             for n, m, c, cx, cy in pot_pairs(batch, Cg, Cxg, Cyg):

@@ -254,22 +254,33 @@ def sinkhorn_loop(
         return bool(flags[0]), ok is not None and not flags[-1]
 
     Kt = K.transpose(1, 2).contiguous()  # both reductions run over a contiguous dim
+
+    def row_step(u, v, measure):
+        """Log-domain u-update; with ``measure``, also the error of the state (u, v)."""
+        lse_r = torch.logsumexp(K + v[:, None, :], dim=-1)
+        u_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
+        if not measure:
+            return u_new, None
+        if phi is None:
+            # Columns are exact after a v-update; the row mass error is left.
+            return u_new, (torch.exp(u + lse_r) - a).abs().sum(-1)
+        return u_new, torch.where(real_a, (u_new - u).abs(), torch.zeros_like(u)).amax(-1)
+
+    def col_step(u):
+        lse_c = torch.logsumexp(Kt + u[:, None, :], dim=-1)
+        return log_b - lse_c if phi is None else phi * (log_b - lse_c)
+
     if method == "log":
         it = 0
         while True:
-            lse_r = torch.logsumexp(K + v[:, None, :], dim=-1)
-            u_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
-            if it > 0 and (it % check_every == 0 or it >= max_iter):
-                if phi is None:
-                    # Columns are exact after a v-update; the row mass error is left.
-                    record(it, (torch.exp(u + lse_r) - a).abs().sum(-1))
-                else:
-                    record(it, torch.where(real_a, (u_new - u).abs(), torch.zeros_like(u)).amax(-1))
+            check = it > 0 and (it % check_every == 0 or it >= max_iter)
+            u_new, error = row_step(u, v, measure=check)
+            if check:
+                record(it, error)
                 if done(it)[0]:
                     break
             u = u_new
-            lse_c = torch.logsumexp(Kt + u[:, None, :], dim=-1)
-            v = log_b - lse_c if phi is None else phi * (log_b - lse_c)
+            v = col_step(u)
             it += 1
         return u, v, state["n_iter"], state["converged"], state["error"]
 
@@ -277,15 +288,8 @@ def sinkhorn_loop(
     log_error = state["error"]
     while True:
         if need_log:
-            lse_r = torch.logsumexp(K + v[:, None, :], dim=-1)
-            u_new = log_a - lse_r if phi is None else phi * (log_a - lse_r)
-            if phi is None:
-                log_error = (torch.exp(u + lse_r) - a).abs().sum(-1)
-            else:
-                log_error = torch.where(real_a, (u_new - u).abs(), torch.zeros_like(u)).amax(-1)
-            u = u_new
-            lse_c = torch.logsumexp(Kt + u[:, None, :], dim=-1)
-            v = log_b - lse_c if phi is None else phi * (log_b - lse_c)
+            u, log_error = row_step(u, v, measure=True)
+            v = col_step(u)
             it += 1
         steps = min(check_every - (it % check_every), max_iter - it)
         if steps > 0:
