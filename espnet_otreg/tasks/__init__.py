@@ -1,0 +1,1 @@
+"""ESPnet tasks that know our models (built from YAML by ``python -m espnet_otreg.bin.*``)."""
