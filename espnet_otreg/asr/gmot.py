@@ -31,7 +31,9 @@ On top of ``gamma*`` (a constant for the gradients by default: envelope theorem)
   entropy are constants for the gradient and are left out of the reported value.
 - projection into the linguistic space: ``Z~_L = diag(1 / gamma^T 1) gamma^T H``
   (each token gets the gamma-weighted mean of its frames), and the alignment loss
-  ``L_align = mean_j (1 - cos(Z~_j, z_j))`` (or the mean squared error).
+  ``L_align = sum_j (1 - cos(Z~_j, z_j))`` (or the squared error, averaged over the
+  feature dim), summed over the tokens like ESPnet sums its CTC loss over an
+  utterance, so that ``beta`` weighs terms of the same scale.
 - the reverse projection of the tokens onto the frames,
   ``Z^_A = diag(1 / gamma 1) gamma Z_L`` (N x D), which the model fuses with the
   acoustic frames for its second CTC loss.
@@ -64,7 +66,7 @@ class GMOTOutput:
 
     plan: torch.Tensor  # (B, N, M) gamma*, zero on padding
     fgw: torch.Tensor  # (B,) L_gmot per pair
-    align: torch.Tensor  # (B,) L_align per pair (mean over tokens)
+    align: torch.Tensor  # (B,) L_align per pair (sum over tokens)
     tokens_from_frames: torch.Tensor  # (B, M, D) Z~_L
     frames_from_tokens: torch.Tensor  # (B, N, D) Z^_A
     valid: torch.Tensor  # (B,) bool
@@ -160,8 +162,7 @@ class GMOTAligner(torch.nn.Module):
             )
         else:
             err = (tokens_from_frames - z).pow(2).mean(-1)
-        n_tok = z_mask.sum(1).clamp_min(1)
-        align = (err * z_mask).sum(1) / n_tok
+        align = (err * z_mask).sum(1)
         return GMOTOutput(
             plan=plan,
             fgw=fgw * valid,
