@@ -234,7 +234,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         else:
             feats, lengths = teacher_feats, teacher_feats_lengths
         if feats.shape[-1] != self.teacher_dim:
-            who = f" (utterances {list(utt_id)[:4]}...)" if utt_id is not None else ""
+            ids = list(utt_id or [])
+            who = f" (utterances {ids[:4]}{' ...' if len(ids) > 4 else ''})" if ids else ""
             raise ValueError(
                 f"teacher features have dim {feats.shape[-1]}{who}, but the model was "
                 f"built with teacher_dim={self.teacher_dim}: the feature cache and the "
