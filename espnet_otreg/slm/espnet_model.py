@@ -1,0 +1,401 @@
+"""ESPnetSLMModel: speech encoder -> projector -> frozen causal LLM, with OTReg.
+
+Training step for a batch (no Python loop over utterances):
+
+1. ``z = projector(encoder(speech))``: speech embeddings in the LLM's input space.
+2. Input sequence per utterance, left-padded to the batch's longest:
+   ``[prompt_pre] [z] [prompt_post] [transcript] [eos]`` (see ``espnet_otreg.slm.prompt``);
+   cross-entropy on transcript tokens and eos only (mean over those tokens).
+3. OTReg (phase 2, ``lambda_ot > 0``): ``espnet_otreg.slm.otreg.otreg_loss`` between ``z``
+   and the LLM input embeddings of the transcript tokens.
+4. "Base + CTC" baseline (phase 2, ``ctc_weight > 0``): CTC on ``z`` through the LLM's own
+   (frozen) output head over its vocabulary, blank = the pad token. The paper's CTC
+   head is not described; reusing the LM head adds no parameters (our choice).
+
+``loss = CE + lambda_ot * L_OT + ctc_weight * L_CTC``.
+
+Phases (the paper's two-stage schedule; "phase" because "stage" means recipe stages):
+
+- ``phase: 1``: CE only, only the projector is trained (LLM, LoRA, encoder frozen).
+- ``phase: 2``: adds OTReg / CTC, LoRA if configured, the encoder if
+  ``freeze_encoder: false``; initialise from phase 1 with ``--init_param``.
+
+Checkpoints: frozen pretrained weights (the LLM, an HF speech encoder) are left out of
+``state_dict()`` (they come back from their name/path when the model is built) unless
+``save_frozen_pretrained``; trainable ones (LoRA adapters, a fine-tuned encoder) are
+kept. Loading accepts state dicts with or without them.
+
+Bad utterances are skipped and counted in the stats, never silently: empty transcript
+(``skip_empty``), fewer encoder frames than one projector step (``skip_short``), prompt
++ speech + transcript longer than the LLM's context (``skip_long``); each is logged with
+its utterance id.
+"""
+
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+from espnet_otreg.slm.llm import context_length
+from espnet_otreg.slm.otreg import otreg_loss
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b, l]]`` with out-of-range indices clamped (callers mask them)."""
+    if x.size(1) == 0:
+        return torch.zeros_like(index)
+    return torch.gather(x, 1, index.clamp(0, x.size(1) - 1)).clamp_min(0)
+
+
+class ESPnetSLMModel(AbsESPnetModel):
+    """Speech-LLM for ASR with optional OTReg and CTC regularisers.
+
+    Args:
+        encoder: ESPnet ``AbsEncoder`` (e.g. :class:`~espnet_otreg.slm.encoder.HFWhisperEncoder`).
+        projector: :class:`~espnet_otreg.slm.projector.FrameStackProjector`.
+        llm: Hugging Face causal LM (optionally peft-wrapped).
+        eos_token_id / pad_token_id: from the LLM's tokenizer.
+        frontend, specaug, normalize: optional ESPnet modules before the encoder.
+        phase: 1 or 2 (module docstring).
+        lambda_ot: OTReg weight (paper: 0.3); 0 = the base SLM.
+        ctc_weight: auxiliary CTC weight ("Base + CTC"); 0 = off.
+        freeze_encoder: keep the encoder (and frontend) fixed in phase 2 too.
+        ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol:
+            see :func:`espnet_otreg.slm.otreg.otreg_loss`.
+        pretrained_prefixes: submodules loaded from pretrained files (kept out of
+            checkpoints while frozen).
+        save_frozen_pretrained: keep them in checkpoints anyway.
+        max_new_tokens: decoding length limit.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        projector: torch.nn.Module,
+        llm: torch.nn.Module,
+        eos_token_id: int,
+        pad_token_id: int,
+        frontend: Optional[torch.nn.Module] = None,
+        specaug: Optional[torch.nn.Module] = None,
+        normalize: Optional[torch.nn.Module] = None,
+        phase: int = 2,
+        lambda_ot: float = 0.3,
+        ctc_weight: float = 0.0,
+        freeze_encoder: bool = True,
+        ot_cost: str = "sqeuclidean",
+        ot_epsilon: float = 0.1,
+        ot_tau: Optional[float] = None,
+        ot_grad: str = "envelope",
+        ot_dedup: bool = True,
+        ot_blank: bool = True,
+        ot_max_iter: int = 200,
+        ot_tol: float = 1e-4,
+        pretrained_prefixes: Sequence[str] = ("llm.",),
+        save_frozen_pretrained: bool = False,
+        max_new_tokens: int = 256,
+    ):
+        super().__init__()
+        if phase not in (1, 2):
+            raise ValueError(f"phase must be 1 or 2, got {phase}")
+        if lambda_ot < 0 or ctc_weight < 0:
+            raise ValueError(f"lambda_ot and ctc_weight must be >= 0, got {lambda_ot}, {ctc_weight}")
+        self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
+        self.encoder, self.projector, self.llm = encoder, projector, llm
+        self.eos_token_id, self.pad_token_id = int(eos_token_id), int(pad_token_id)
+        self.phase = phase
+        # Phase 1 is CE only whatever the configured weights (the paper's stage 1).
+        self.lambda_ot = lambda_ot if phase == 2 else 0.0
+        self.ctc_weight = ctc_weight if phase == 2 else 0.0
+        self.ot_conf = dict(
+            cost=ot_cost, epsilon=ot_epsilon, tau=ot_tau, grad=ot_grad,
+            max_iter=ot_max_iter, tol=ot_tol,
+        )
+        self.ot_dedup, self.ot_blank = ot_dedup, ot_blank
+        self.max_context = context_length(llm)
+        self.max_new_tokens = max_new_tokens
+        self.pretrained_prefixes = tuple(pretrained_prefixes)
+        self.save_frozen_pretrained = save_frozen_pretrained
+
+        if phase == 1:
+            for name, p in self.named_parameters():
+                p.requires_grad_(name.startswith("projector."))
+        else:
+            for m in (frontend, normalize, encoder):
+                if m is not None:
+                    m.requires_grad_(not freeze_encoder)
+        self._register_state_dict_hook(ESPnetSLMModel._drop_frozen_pretrained)
+        self.register_load_state_dict_post_hook(ESPnetSLMModel._allow_missing_frozen)
+
+    # ----------------------------------------------------------------- checkpoints
+    def _frozen_pretrained_names(self) -> set:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        names = [n for n, _ in self.named_parameters()] + [n for n, _ in self.named_buffers()]
+        return {n for n in names if n.startswith(self.pretrained_prefixes) and n not in trainable}
+
+    @staticmethod
+    def _drop_frozen_pretrained(module, state_dict, prefix, local_metadata):
+        if module.save_frozen_pretrained:
+            return state_dict
+        for name in module._frozen_pretrained_names():
+            state_dict.pop(prefix + name, None)
+        return state_dict
+
+    @staticmethod
+    def _allow_missing_frozen(module, incompatible_keys):
+        frozen = module._frozen_pretrained_names()
+        missing = incompatible_keys.missing_keys
+        for key in list(missing):
+            parts = key.split(".")
+            if any(".".join(parts[i:]) in frozen for i in range(len(parts))):
+                missing.remove(key)
+
+    def train(self, mode: bool = True):
+        """Frozen submodules stay in eval mode (no dropout in fixed feature extractors)."""
+        super().train(mode)
+        if mode:
+            for m in (self.frontend, self.normalize, self.encoder, self.llm):
+                if m is not None and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
+
+    # ----------------------------------------------------------------- speech side
+    def collect_feats(self, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
+        if self.frontend is not None:
+            feats, feats_lengths = self.frontend(speech, speech_lengths)
+        else:
+            feats, feats_lengths = speech, speech_lengths
+        return {"feats": feats, "feats_lengths": feats_lengths}
+
+    def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
+        """Speech ``(B, T[, D])`` -> projector outputs ``(B, N, D_llm)`` float32, lengths."""
+        trainable = any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+            if self.frontend is not None:
+                feats, lens = self.frontend(speech, speech_lengths)
+            else:
+                feats, lens = speech, speech_lengths
+            if self.specaug is not None and self.training:
+                feats, lens = self.specaug(feats, lens)
+            if self.normalize is not None:
+                feats, lens = self.normalize(feats, lens)
+            enc, enc_lens, _ = self.encoder(feats, lens)
+        z, z_lens = self.projector(enc.float(), enc_lens)
+        return z, z_lens
+
+    # ----------------------------------------------------------------- sequences
+    def assemble(
+        self,
+        prompt_pre: torch.Tensor,
+        prompt_pre_lengths: torch.Tensor,
+        z: torch.Tensor,
+        z_lens: torch.Tensor,
+        prompt_post: torch.Tensor,
+        prompt_post_lengths: torch.Tensor,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+    ):
+        """Left-padded LLM inputs ``[pre][z][post]([text][eos])``.
+
+        Returns inputs_embeds ``(B, L, D)``, attention_mask ``(B, L)``, position_ids
+        ``(B, L)`` (0 on padding, as ``generate`` makes them) and labels ``(B, L)``
+        (token ids on transcript and eos, -100 elsewhere; None without text).
+        """
+        n_text = text_lengths + 1 if text is not None else torch.zeros_like(z_lens)
+        ends = torch.stack([prompt_pre_lengths, z_lens, prompt_post_lengths, n_text], 1).cumsum(1)
+        e0, e1, e2, e3 = ends.unbind(1)
+        L = int(e3.max())
+        p = torch.arange(L, device=z.device)[None, :] - (L - e3)[:, None]
+        in_pre = (p >= 0) & (p < e0[:, None])
+        in_z = (p >= e0[:, None]) & (p < e1[:, None])
+        in_post = (p >= e1[:, None]) & (p < e2[:, None])
+        ids = torch.full_like(p, self.pad_token_id)
+        ids = torch.where(in_pre, _take(prompt_pre, p), ids)
+        ids = torch.where(in_post, _take(prompt_post, p - e1[:, None]), ids)
+        labels = None
+        if text is not None:
+            in_text = (p >= e2[:, None]) & (p < e3[:, None] - 1)
+            is_eos = p == e3[:, None] - 1
+            ids = torch.where(in_text, _take(text, p - e2[:, None]), ids)
+            ids = torch.where(is_eos, torch.full_like(ids, self.eos_token_id), ids)
+            labels = torch.where(in_text | is_eos, ids, torch.full_like(ids, -100))
+        embeds = self.llm.get_input_embeddings()(ids)
+        zi = (p - e0[:, None]).clamp(0, max(z.size(1) - 1, 0))
+        zg = torch.gather(z, 1, zi[:, :, None].expand(-1, -1, z.size(2)))
+        embeds = torch.where(in_z[:, :, None], zg.to(embeds.dtype), embeds)
+        return embeds, (p >= 0).long(), p.clamp_min(0), labels
+
+    def _check_batch(self, z_lens, text_lengths, pre_lens, post_lens, utt_id, extra_tokens):
+        """Bool ``(B,)`` valid mask and per-reason counts; logs skipped utterances."""
+        empty = (text_lengths == 0) if text_lengths is not None else torch.zeros_like(z_lens, dtype=torch.bool)
+        short = z_lens == 0
+        total = pre_lens + z_lens + post_lens + extra_tokens
+        if text_lengths is not None:
+            total = total + text_lengths + 1
+        long = total > self.max_context
+        counts = {"skip_empty": empty, "skip_short": short & ~empty, "skip_long": long & ~short & ~empty}
+        valid = ~(empty | short | long)
+        if not bool(valid.all()):
+            for reason, bad in counts.items():
+                for i in bad.nonzero().flatten().tolist():
+                    name = utt_id[i] if utt_id is not None else f"#{i}"
+                    what = {
+                        "skip_empty": "empty transcript",
+                        "skip_short": "audio shorter than one projector step",
+                        "skip_long": f"{int(total[i])} positions > LLM context {self.max_context}",
+                    }[reason]
+                    logging.warning(f"utterance {name}: skipped ({what})")
+        return valid, {k: v.sum().float() for k, v in counts.items()}
+
+    # ----------------------------------------------------------------- training
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        prompt_pre: torch.Tensor,
+        prompt_pre_lengths: torch.Tensor,
+        prompt_post: torch.Tensor,
+        prompt_post_lengths: torch.Tensor,
+        utt_id: Optional[List[str]] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]], torch.Tensor]:
+        z, z_lens = self.encode(speech, speech_lengths)
+        valid, stats = self._check_batch(
+            z_lens, text_lengths, prompt_pre_lengths, prompt_post_lengths, utt_id, 0
+        )
+        if not bool(valid.all()):
+            keep = valid.nonzero().flatten()
+            z, z_lens = z[keep], z_lens[keep]
+            text, text_lengths = text[keep], text_lengths[keep]
+            prompt_pre, prompt_pre_lengths = prompt_pre[keep], prompt_pre_lengths[keep]
+            prompt_post, prompt_post_lengths = prompt_post[keep], prompt_post_lengths[keep]
+        n = z.size(0)
+        if n == 0:  # nothing to learn from: a zero loss that keeps the graph
+            loss = z.sum() * 0.0
+            stats.update(loss=loss.detach(), loss_ce=None, loss_ot=None, acc=None)
+            return force_gatherable((loss, stats, torch.tensor(1.0)), loss.device)
+        z = z[:, : int(z_lens.max())]
+        text = text[:, : int(text_lengths.max())]
+
+        embeds, attn, pos, labels = self.assemble(
+            prompt_pre, prompt_pre_lengths, z, z_lens, prompt_post, prompt_post_lengths,
+            text, text_lengths,
+        )
+        k = text.size(1) + 1  # logits for the positions that predict transcript + eos
+        out = self.llm(
+            inputs_embeds=embeds, attention_mask=attn, position_ids=pos,
+            logits_to_keep=k + 1, use_cache=False,
+        )
+        logits = out.logits[:, :-1].float()
+        target = labels[:, -k:]
+        loss_ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
+        with torch.no_grad():
+            real = target != -100
+            acc = ((logits.argmax(-1) == target) & real).sum() / real.sum()
+        loss = loss_ce
+        stats.update(loss_ce=loss_ce.detach(), acc=acc)
+
+        z_mask = torch.arange(z.size(1), device=z.device)[None] < z_lens[:, None]
+        t_mask = torch.arange(text.size(1), device=z.device)[None] < text_lengths[:, None]
+        emb = self.llm.get_input_embeddings()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.lambda_ot > 0):
+            blank = emb.weight[self.pad_token_id] if self.ot_blank else None
+            res = otreg_loss(
+                z, z_mask, emb(text.clamp_min(0)), t_mask,
+                text_ids=text if self.ot_dedup else None, blank=blank, **self.ot_conf,
+            )
+        loss_ot = res.loss.mean()
+        if self.lambda_ot > 0:
+            loss = loss + self.lambda_ot * loss_ot
+        stats.update(
+            loss_ot=loss_ot.detach(),
+            ot_entropy=res.entropy.mean(),
+            ot_cos=res.cosine.mean(),
+            ot_converged=res.converged.float().mean(),
+        )
+
+        if self.ctc_weight > 0:
+            loss_ctc, infeasible = self.ctc_loss(z, z_lens, text, text_lengths)
+            loss = loss + self.ctc_weight * loss_ctc
+            stats.update(loss_ctc=loss_ctc.detach(), ctc_infeasible=infeasible)
+        stats["loss"] = loss.detach()
+        return force_gatherable((loss, stats, torch.tensor(float(n))), loss.device)
+
+    def ctc_loss(self, z, z_lens, text, text_lengths):
+        """CTC over the LLM vocabulary through its output head; blank = pad token."""
+        head = self.llm.get_output_embeddings()
+        logp = head(z.to(head.weight.dtype)).float().log_softmax(-1)
+        loss = F.ctc_loss(
+            logp.transpose(0, 1), text.clamp_min(0), z_lens, text_lengths,
+            blank=self.pad_token_id, reduction="none", zero_infinity=True,
+        )
+        infeasible = (text_lengths > z_lens).sum().float()
+        return loss.sum() / z.size(0), infeasible
+
+    # ----------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def generate(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        prompt_pre: torch.Tensor,
+        prompt_pre_lengths: torch.Tensor,
+        prompt_post: torch.Tensor,
+        prompt_post_lengths: torch.Tensor,
+        beam_size: int = 1,
+        max_new_tokens: Optional[int] = None,
+        length_penalty: float = 1.0,
+        utt_id: Optional[List[str]] = None,
+        **kwargs,
+    ) -> Tuple[List[List[int]], List[Optional[str]]]:
+        """Greedy (``beam_size=1``) or beam decoding of a batch through ``llm.generate``.
+
+        Returns per utterance the hypothesis token ids (without eos) and None, or an
+        empty list and the reason it was skipped.
+        """
+        from transformers import GenerationConfig
+
+        z, z_lens = self.encode(speech, speech_lengths)
+        valid, _ = self._check_batch(
+            z_lens, None, prompt_pre_lengths, prompt_post_lengths, utt_id, 1
+        )
+        B = z.size(0)
+        hyps: List[List[int]] = [[] for _ in range(B)]
+        reasons: List[Optional[str]] = [None] * B
+        bad = (~valid).nonzero().flatten().tolist()
+        for i in bad:
+            reasons[i] = "audio shorter than one projector step" if int(z_lens[i]) == 0 else (
+                "prompt and speech longer than the LLM context"
+            )
+        keep = valid.nonzero().flatten()
+        if keep.numel() == 0:
+            return hyps, reasons
+        z, z_lens = z[keep], z_lens[keep]
+        z = z[:, : int(z_lens.max())]
+        embeds, attn, _, _ = self.assemble(
+            prompt_pre[keep], prompt_pre_lengths[keep], z, z_lens,
+            prompt_post[keep], prompt_post_lengths[keep],
+        )
+        budget = self.max_context - embeds.size(1)
+        new = min(max_new_tokens or self.max_new_tokens, budget)
+        config = GenerationConfig(
+            max_new_tokens=max(new, 1), num_beams=beam_size, do_sample=False,
+            length_penalty=length_penalty, eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id, bos_token_id=None,
+        )
+        out = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=attn, generation_config=config
+        )
+        seqs = out.sequences if hasattr(out, "sequences") else out
+        for row, i in zip(seqs.tolist(), keep.tolist()):
+            ids = []
+            for t in row:
+                if t == self.eos_token_id:
+                    break
+                ids.append(t)
+            hyps[i] = ids
+        return hyps, reasons

@@ -1,0 +1,126 @@
+r"""OTReg: optimal transport regularisation between speech and transcript embeddings.
+
+For one utterance, ``z_1..z_N`` are the projector's speech embeddings (in the LLM's
+input space) and ``e_1..e_M`` the LLM's input embeddings of the transcript tokens. With
+a cost matrix ``C`` and uniform marginals ``a = 1/N``, ``b = 1/M``:
+
+.. math::
+
+    P^\star = \arg\min_{P \in U(a, b)} \langle C, P \rangle - \epsilon H(P), \qquad
+    \mathcal{L}_{OT} = \sum_{ij} P^\star_{ij} C_{ij},
+
+and the training loss is ``CE + lambda_ot * L_OT``. No labels beyond the transcript and
+no parameters are added.
+
+What the paper states (arXiv 2508.08131, seed summaries) and what we chose:
+
+- Cost: the seed summary names the squared Euclidean distance (``cost="sqeuclidean"``,
+  default); secondary notes name ``1 - cos`` (``cost="cosine"``).
+- Marginals: uniform (paper notes). Unbalanced marginals (``tau``, KL relaxation) are
+  our option; None = balanced.
+- Targets: de-duplicated transcript embeddings (``dedup``, a token id that occurs twice
+  in a transcript is one target) and the pad embedding as a "blank" anchor for speech
+  frames with no token (``blank``): both from secondary notes, both options (default on).
+  The blank column gets the same uniform mass as a token (our choice).
+- Gradient: the plan is treated as a constant (``grad="envelope"``, default: the
+  gradient of the converged OT value, ``dL/dC = P*``) or differentiated through the
+  unrolled Sinkhorn iterations (``grad="autodiff"``). The paper does not say; the
+  envelope costs nothing extra.
+- Transcript embeddings are detached: they are the target (frozen in the paper's setup
+  anyway).
+- Scale (our choice): the plan is solved on ``C / max(C)`` (per utterance, detached), so
+  ``epsilon`` is relative to the largest cost whatever the embedding norms; the loss
+  uses the unscaled ``C``.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from espnet_otreg import ot
+
+
+@dataclass
+class OTRegOutput:
+    """Per utterance ``(B,)``: ``loss`` = <P, C>; ``entropy`` = -sum P log P of the plan
+    normalised to mass 1; ``cosine`` = plan-weighted mean cosine between speech frames and
+    their matched targets (sum P_ij cos(z_i, y_j) / sum P); ``converged`` Sinkhorn flag.
+    ``plan`` ``(B, N, M')`` and ``target_mask`` ``(B, M')`` include the blank column."""
+
+    loss: torch.Tensor
+    entropy: torch.Tensor
+    cosine: torch.Tensor
+    converged: torch.Tensor
+    plan: torch.Tensor
+    target_mask: torch.Tensor
+
+
+def first_occurrence_mask(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, M)`` True where a real token id occurs for the first time in its row."""
+    same = (ids[:, :, None] == ids[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+    earlier = torch.ones(ids.size(1), ids.size(1), dtype=torch.bool, device=ids.device).tril(-1)
+    return mask & ~(same & earlier).any(-1)
+
+
+def otreg_loss(
+    speech: torch.Tensor,
+    speech_mask: torch.Tensor,
+    text: torch.Tensor,
+    text_mask: torch.Tensor,
+    text_ids: Optional[torch.Tensor] = None,
+    blank: Optional[torch.Tensor] = None,
+    cost: str = "sqeuclidean",
+    epsilon: float = 0.1,
+    tau: Optional[float] = None,
+    grad: str = "envelope",
+    max_iter: int = 200,
+    tol: float = 1e-4,
+) -> OTRegOutput:
+    """OTReg loss of a padded batch.
+
+    Args:
+        speech: ``(B, N, D)`` projector outputs; speech_mask ``(B, N)`` bool.
+        text: ``(B, M, D)`` LLM input embeddings of the transcripts; text_mask ``(B, M)``.
+        text_ids: ``(B, M)`` token ids; given, repeated ids are merged (de-duplication).
+        blank: ``(D,)`` embedding appended to every transcript as a blank anchor, or None.
+        cost: ``"sqeuclidean"`` or ``"cosine"`` (``1 - cos``).
+        epsilon: entropic regularisation relative to the largest cost of each pair.
+        tau: KL marginal relaxation (unbalanced OT), None = balanced.
+        grad: ``"envelope"`` (plan constant) or ``"autodiff"`` (through Sinkhorn).
+    """
+    if cost not in ("sqeuclidean", "cosine"):
+        raise ValueError(f"cost must be 'sqeuclidean' or 'cosine', got {cost!r}")
+    if grad not in ("envelope", "autodiff"):
+        raise ValueError(f"grad must be 'envelope' or 'autodiff', got {grad!r}")
+    speech = speech.float()
+    text = text.detach().float()
+    if text_ids is not None:
+        text_mask = first_occurrence_mask(text_ids, text_mask)
+    if blank is not None:
+        B = text.size(0)
+        text = torch.cat([text, blank.detach().float().expand(B, 1, -1)], 1)
+        text_mask = torch.cat([text_mask, text_mask.new_ones(B, 1)], 1)
+    fn = ot.sqeuclidean if cost == "sqeuclidean" else ot.cosine
+    C = fn(speech, text, speech_mask, text_mask)
+    scale = C.detach().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+    res = ot.sinkhorn(
+        C / scale,
+        speech_mask,
+        text_mask,
+        epsilon=epsilon,
+        tau=tau,
+        max_iter=max_iter,
+        tol=tol,
+        grad="autodiff" if grad == "autodiff" else "detach",
+    )
+    plan = res.plan
+    loss = (plan * C).sum((1, 2))
+    with torch.no_grad():
+        p = plan.detach()
+        mass = p.sum((1, 2)).clamp_min(1e-12)
+        pn = p / mass[:, None, None]
+        entropy = -(pn * torch.log(pn.clamp_min(1e-30))).sum((1, 2))
+        cos = 1.0 - ot.cosine(speech.detach(), text, speech_mask, text_mask)
+        cosine = (p * cos).sum((1, 2)) / mass
+    return OTRegOutput(loss, entropy, cosine, res.converged, plan, text_mask)
