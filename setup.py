@@ -19,6 +19,8 @@ install_requires = [
     "matplotlib>=3.7",
     "numpy>=1.24",
     "tqdm>=4.60",
+    # ESPnet's trainer writes TensorBoard scalars and imports it unconditionally.
+    "tensorboard>=2.14,<3",
 ]
 
 extras_require = {
