@@ -87,7 +87,7 @@ def write_fleurs(out: Path, lang: str, split: str, n: int) -> None:
     rows = []
     for i, words in enumerate(sentences(lang, split, n)):
         r = _rng("audio", lang, split, i)
-        spk = (r.uniform(0.94, 1.06), r.uniform(0.9, 1.1), r.uniform(0.6, 1.0))
+        spk = (r.uniform(0.98, 1.02), r.uniform(0.9, 1.1), r.uniform(0.6, 1.0))
         x = synth(words, lang, spk, noise=0.01, r=r)
         name = f"{zlib.crc32(f'{lang}{split}{i}'.encode()):010d}.wav"
         sf.write(adir / name, x, FS, subtype="PCM_16")
@@ -105,7 +105,7 @@ def write_common_voice(out: Path, lang: str, n: int) -> None:
     rows = []
     for i, words in enumerate(sentences(lang, "cv", n)):
         r = _rng("cv", lang, i)
-        spk = (r.uniform(0.9, 1.1), r.uniform(0.85, 1.15), r.uniform(0.4, 1.2))
+        spk = (r.uniform(0.97, 1.03), r.uniform(0.85, 1.15), r.uniform(0.4, 1.2))
         x = synth(words, lang, spk, noise=0.03, r=r)
         name = f"common_voice_{cv}_{i:05d}.wav"
         sf.write(d / "clips" / name, x, FS, subtype="PCM_16")
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path)
     p.add_argument("--langs", default=" ".join(LEXICON))
-    p.add_argument("--n_train", type=int, default=150, help="per language")
+    p.add_argument("--n_train", type=int, default=300, help="per language")
     p.add_argument("--n_dev", type=int, default=16)
     p.add_argument("--n_test", type=int, default=16)
     p.add_argument("--n_cross", type=int, default=16, help="cross-domain test, per language")

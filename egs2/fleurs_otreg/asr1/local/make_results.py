@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Write RESULTS.md from what the recipe produced under exp/ (stage 13).
+
+Reads, for every system directory ``exp/slm_<tag>``:
+
+- ``decode_*/<test set>/score/scores.json`` (local/score.py): per-language WER/CER,
+  their mean (``avg``) and the pooled rate;
+- ``modality_gap/<test set>/modality_gap.json`` (espnet_otreg.bin.modality_gap).
+
+Systems are named by their phase-2 config: ``*base*`` -> base SLM, ``*ctc*`` -> base +
+CTC, ``*otreg*`` -> OTReg; anything else under its tag. The three paper systems always
+get a row; a system that was not trained/decoded shows "-". The paper's own numbers
+are in separate columns marked *published*; nothing here is copied from the paper
+into our columns, and every number of ours names the file it came from.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+#: Published (OTReg paper, arXiv 2508.08131, abstract/summary): average WER of OTReg.
+#: The paper's per-language numbers and its baselines' numbers are not in our notes.
+PUBLISHED = {("otreg", "in"): 6.90, ("otreg", "cross"): 13.12}
+SYSTEMS = [("base", "base SLM"), ("ctc", "base + CTC"), ("otreg", "OTReg")]
+
+
+def system_key(tag: str) -> str:
+    t = tag.lower()
+    for key in ("otreg", "ctc", "base"):
+        if key in t:
+            return key
+    return tag
+
+
+def collect(exp_dir: Path):
+    """{system dir name: {"scores": {test set: (scores, path)}, "gap": {test set: (json, path)}}}"""
+    out = {}
+    for sysdir in sorted(p for p in exp_dir.glob("slm_*") if p.is_dir()):
+        entry = {"scores": {}, "gap": {}}
+        for f in sorted(sysdir.glob("decode_*/*/score/scores.json")):
+            entry["scores"][f.parent.parent.name] = (json.loads(f.read_text()), f)
+        for f in sorted(sysdir.glob("modality_gap/*/modality_gap.json")):
+            entry["gap"][f.parent.name] = (json.loads(f.read_text()), f)
+        if entry["scores"] or entry["gap"]:
+            out[sysdir.name] = entry
+    return out
+
+
+def fmt(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def rate_table(results, test_set: str, domain: str, title: str):
+    langs = sorted({lg for r in results.values() if test_set in r["scores"]
+                    for lg in r["scores"][test_set][0]["langs"]})
+    metric = {}
+    for r in results.values():
+        if test_set in r["scores"]:
+            for lg, v in r["scores"][test_set][0]["langs"].items():
+                metric[lg] = v["metric"].upper()
+    rows, sources = [], []
+    head = ["system"] + [f"{lg} ({metric[lg]})" for lg in langs] + ["avg", "pooled", "published avg"]
+    rows.append("| " + " | ".join(head) + " |")
+    rows.append("|" + "---|" * len(head))
+    by_key = {}
+    for name, r in results.items():
+        by_key.setdefault(system_key(name[len("slm_"):]), []).append(name)
+    order = [(k, label, by_key.get(k, [None])) for k, label in SYSTEMS]
+    order += [(k, k, names) for k, names in by_key.items() if k not in dict(SYSTEMS)]
+    for key, label, names in order:
+        for name in names:
+            sc = results[name]["scores"].get(test_set) if name else None
+            pub = PUBLISHED.get((key, domain))
+            cells = [label + (f" (`{name}`)" if name else "")]
+            if sc:
+                s, path = sc
+                cells += [fmt(s["langs"].get(lg, {}).get("rate")) for lg in langs]
+                cells += [fmt(s["avg"]), fmt(s["all"]["rate"])]
+                sources.append(f"- {label}: `{path}`")
+            else:
+                cells += ["-"] * (len(langs) + 2)
+            cells.append(f"{pub:.2f} (published)" if pub is not None else "-")
+            rows.append("| " + " | ".join(cells) + " |")
+    return [f"## {title}", ""] + rows + [""] + (["Sources:"] + sources + [""] if sources else
+                                               ["No system has been scored on this set yet.", ""])
+
+
+def flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from flatten(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield f"{prefix}{k}", v
+
+
+def gap_table(results):
+    rows, keys = [], []
+    for name, r in results.items():
+        for ts, (g, _) in r["gap"].items():
+            for k, _ in flatten(g.get("summary", g)):
+                if k not in keys:
+                    keys.append(k)
+    if not keys:
+        return ["## Modality gap", "", "No modality-gap report yet (stage 13 with --modality_gap true).", ""]
+    rows.append("| system | test set | " + " | ".join(keys) + " |")
+    rows.append("|" + "---|" * (len(keys) + 2))
+    sources = []
+    for name, r in results.items():
+        for ts, (g, path) in r["gap"].items():
+            vals = dict(flatten(g.get("summary", g)))
+            rows.append(f"| `{name}` | {ts} | " + " | ".join(
+                "-" if k not in vals else (f"{vals[k]:.4g}" if isinstance(vals[k], float) else str(vals[k]))
+                for k in keys) + " |")
+            sources.append(f"- `{path}` (plot: `{path.with_suffix('.png')}`)")
+    return (["## Modality gap (speech vs transcript embeddings in the LLM input space)", ""]
+            + rows + ["", "Sources:"] + sources + [""])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_dir", type=Path, default=Path("exp"))
+    p.add_argument("--out", type=Path, default=Path("RESULTS.md"))
+    p.add_argument("--in_domain", default="test")
+    p.add_argument("--cross_name", default="test_covost2")
+    p.add_argument("--title_suffix", default="")
+    a = p.parse_args(argv)
+    results = collect(a.exp_dir)
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a git checkout
+        rev = "unknown"
+    lines = [f"# RESULTS: FLEURS speech-LLM, base / + CTC / + OTReg {a.title_suffix}".rstrip(), "",
+             f"Generated by `local/make_results.py --exp_dir {a.exp_dir}` on "
+             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (git {rev}) from the score files listed "
+             "under each table. WER in %, CER for languages written without spaces; both after "
+             "the Whisper-style normaliser (espnet_otreg.data.text_norm). *avg* is the mean over "
+             "languages, *pooled* counts every word once. \"-\": not trained/scored here. "
+             "*published*: the OTReg paper's reported average (arXiv 2508.08131), for comparison "
+             "only; its baselines' and per-language numbers are not in our notes.", ""]
+    lines += rate_table(results, a.in_domain, "in", f"In-domain: FLEURS `{a.in_domain}`")
+    lines += rate_table(results, a.cross_name, "cross", f"Cross-domain: `{a.cross_name}` (CoVoST-2 / Common Voice)")
+    lines += gap_table(results)
+    a.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {a.out} ({len(results)} systems with results)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""egs2/fleurs_otreg/asr1 local tools: scoring, RESULTS.md, configs, run.sh options,
+the mini corpus generator and the data stages on bad input (fast; no training)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "fleurs_otreg" / "asr1"
+REPO = RECIPE.parents[2]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"fleurs_{name}", RECIPE / "local" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _data_dir(d: Path, items):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "text").write_text("".join(f"{u} {t}\n" for u, (t, _) in sorted(items.items())))
+    (d / "utt2lang").write_text("".join(f"{u} {lg}\n" for u, (_, lg) in sorted(items.items())))
+    return d
+
+
+def test_score_per_language(tmp_path):
+    score = _load("score")
+    d = _data_dir(tmp_path / "data", {"a": ("Hello, world.", "en_us"), "b": ("The cat sat.", "en_us"),
+                                      "c": ("我爱北京", "cmn_hans_cn")})
+    hyp = tmp_path / "hyp"
+    hyp.write_text("a hello world\nb the hat\nc 我爱背景\n")
+    out = score.score(d, hyp, tmp_path / "out")
+    assert out["langs"]["en_us"] == dict(metric="wer", rate=40.0, S=1, D=1, I=0, n_ref=5, n_utt=2,
+                                         n_empty_hyp=0)
+    assert out["langs"]["cmn_hans_cn"]["metric"] == "cer" and out["langs"]["cmn_hans_cn"]["rate"] == 50.0
+    assert out["avg"] == 45.0 and out["all"]["rate"] == pytest.approx(100 * 4 / 9, abs=0.01)
+    assert json.loads((tmp_path / "out/scores.json").read_text())["avg"] == 45.0
+    assert "| cmn_hans_cn | CER | 50.00 |" in (tmp_path / "out/result.md").read_text()
+
+
+def test_score_missing_hypothesis_is_an_error(tmp_path):
+    score = _load("score")
+    d = _data_dir(tmp_path / "data", {"a": ("x", "en_us"), "b": ("y", "en_us")})
+    hyp = tmp_path / "hyp"
+    hyp.write_text("a x\nb\n")  # an empty hypothesis is fine
+    assert score.score(d, hyp, tmp_path / "o")["langs"]["en_us"]["n_empty_hyp"] == 1
+    hyp.write_text("a x\n")
+    with pytest.raises(SystemExit, match=r"no hypothesis for 1 of 2 .*\['b'\]"):
+        score.score(d, hyp, tmp_path / "o")
+
+
+def test_make_results(tmp_path):
+    mr = _load("make_results")
+    exp = tmp_path / "exp"
+    sc = {"langs": {"en_us": {"metric": "wer", "rate": 12.5}, "de_de": {"metric": "wer", "rate": 20.0}},
+          "avg": 16.25, "all": {"rate": 15.0}}
+    f = exp / "slm_train_slm_otreg/decode_x/test/score/scores.json"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps(sc))
+    g = exp / "slm_train_slm_otreg/modality_gap/test/modality_gap.json"
+    g.parent.mkdir(parents=True)
+    g.write_text(json.dumps({"summary": {"mean_cos": 0.25, "w2": 1.5}, "per_lang": {}}))
+    out = tmp_path / "RESULTS.md"
+    mr.main(["--exp_dir", str(exp), "--out", str(out)])
+    md = out.read_text()
+    assert "| OTReg (`slm_train_slm_otreg`) | 20.00 | 12.50 | 16.25 | 15.00 | 6.90 (published) |" in md
+    assert "| base SLM | - | - | - | - | - |" in md and "| base + CTC | - | - | - | - | - |" in md
+    assert "13.12 (published)" in md  # cross-domain: our cells "-", the paper's marked
+    assert "| `slm_train_slm_otreg` | test | 0.25 | 1.5 |" in md
+    assert str(f) in md  # every number names its source
+
+
+def test_configs_parse_with_the_slm_task(tmp_path):
+    """Every shipped config is accepted by the SLM task's parser (unknown keys fail)."""
+    code = (
+        "import sys, glob\n"
+        "from espnet_otreg.tasks.slm import SLMTask\n"
+        "p = SLMTask.get_parser()\n"
+        "for c in sorted(glob.glob(sys.argv[1] + '/conf/**/train_slm_*.yaml', recursive=True)):\n"
+        "    a = p.parse_args(['--config', c, '--output_dir', 'x'])\n"
+        "    assert a.llm_conf['model_name_or_path'], c\n"
+        "    print(c, a.model_conf)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(RECIPE)], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("train_slm_") == 8
+    assert "'lambda_ot': 0.3" in r.stdout and "'ctc_weight': 0.3" in r.stdout
+
+
+def _run(args, cwd=RECIPE, timeout=120):
+    return subprocess.run(["bash", "run.sh", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_run_sh_rejects_unknown_option():
+    r = _run(["--no_such_option", "1"])
+    assert r.returncode != 0 and "unknown option --no_such_option" in r.stderr
+
+
+def test_mini_corpus_is_deterministic(tmp_path):
+    gen = _load("make_mini_corpus")
+    gen.main([str(tmp_path / "a"), "--n_train", "3", "--n_dev", "1", "--n_test", "1", "--n_cross", "1"])
+    gen.main([str(tmp_path / "b"), "--n_train", "3", "--n_dev", "1", "--n_test", "1", "--n_cross", "1"])
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 2 * (3 + 3 + 1 + 1 + 2)  # 2 langs x (tsvs + wavs + cv tsv + cv clip)
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_data_stage_errors_name_the_item(tmp_path):
+    """Stage 1 through run.sh's helper: unknown language, missing audio, empty transcript."""
+    gen = _load("make_mini_corpus")
+    src = tmp_path / "fleurs"
+    gen.main([str(src), "--n_train", "2", "--n_dev", "1", "--n_test", "2", "--n_cross", "0"])
+    prep = [sys.executable, str(RECIPE / "local/data_prep.py"), "--fleurs_dir", str(src),
+            "--data_dir", str(tmp_path / "data")]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    r = subprocess.run(prep + ["--langs", "en_us xx_yy"], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "unknown FLEURS language code 'xx_yy'" in r.stderr
+
+    wav = next((src / "de_de/audio/test").glob("*.wav"))
+    wav.rename(wav.with_suffix(".bak"))
+    r = subprocess.run(prep + ["--langs", "en_us de_de"], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and f"audio of utterance de_de-{wav.stem} is missing" in r.stderr
+    r = subprocess.run(prep + ["--langs", "en_us de_de", "--on_error", "skip"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0
+    assert (tmp_path / "data/test/skipped_utts.txt").read_text().startswith(f"de_de-{wav.stem}\t")
+    wav.with_suffix(".bak").rename(wav)
+
+    tsv = src / "en_us/train.tsv"
+    rows = tsv.read_text().splitlines()
+    f = rows[1].split("\t")
+    f[2] = "   "
+    rows[1] = "\t".join(f)
+    tsv.write_text("\n".join(rows) + "\n")
+    r = subprocess.run(prep + ["--langs", "en_us"], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "train.tsv:2: utterance en_us-" in r.stderr and "empty transcript" in r.stderr
