@@ -131,8 +131,10 @@ class ESPnetSLMModel(AbsESPnetModel):
 
     # ----------------------------------------------------------------- checkpoints
     def _frozen_pretrained_names(self) -> set:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        names = [n for n, _ in self.named_parameters()] + [n for n, _ in self.named_buffers()]
+        # remove_duplicate=False: tied weights (lm_head = embed_tokens) under every name
+        params = list(self.named_parameters(remove_duplicate=False))
+        trainable = {n for n, p in params if p.requires_grad}
+        names = [n for n, _ in params] + [n for n, _ in self.named_buffers(remove_duplicate=False)]
         return {n for n in names if n.startswith(self.pretrained_prefixes) and n not in trainable}
 
     @staticmethod

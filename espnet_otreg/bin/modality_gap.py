@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Modality gap between a trained SLM's speech embeddings and its transcript embeddings.
+
+::
+
+    python -m espnet_otreg.bin.modality_gap --slm_train_config exp/slm/config.yaml \\
+        --slm_model_file exp/slm/valid.acc.ave.pth --data_dir dump/raw/test \\
+        --output_dir exp/slm/modality_gap_test [--ngpu 1] [--batch_size 16]
+
+On each utterance of the data dir (wav.scp, text, optional utt2lang), with ``z`` the
+projector outputs and ``e`` the LLM input embeddings of the transcript tokens:
+
+- ``ot_cost``: the OTReg loss ``<P*, C>`` with the model's OT options (cost, epsilon,
+  de-duplication, blank anchor), mean over utterances;
+- ``matched_cos``: plan-weighted cosine of matched (speech frame, target) pairs;
+- ``retrieval_r1`` / ``retrieval_r5``: utterance-level speech-to-text retrieval: the
+  mean-pooled ``z`` of each utterance against the mean-pooled ``e`` of every transcript
+  in the set (cosine); accuracy of the own transcript ranking first / in the top 5.
+  Chance level is ``1 / n_utts``.
+
+Writes ``modality_gap.json``, ``modality_gap.md`` (table) and ``modality_gap.png``
+(histograms of per-utterance matched cosine and OT cost; the similarity matrix).
+Skipped utterances (empty transcript, too short audio) are counted and listed.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from espnet_otreg.slm.otreg import otreg_loss
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--slm_train_config", required=True)
+    p.add_argument("--slm_model_file", default=None)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--log_level", default="INFO")
+    return p
+
+
+@torch.no_grad()
+def measure(model, loader, device):
+    emb = model.llm.get_input_embeddings()
+    rows, speech_pool, text_pool, skipped = [], [], [], {}
+    for keys, batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        z, z_lens = model.encode(batch["speech"], batch["speech_lengths"])
+        text, t_lens = batch["text"], batch["text_lengths"]
+        ok = (z_lens > 0) & (t_lens > 0)
+        for i in (~ok).nonzero().flatten().tolist():
+            skipped[keys[i]] = "empty transcript" if int(t_lens[i]) == 0 else "audio too short"
+        idx = ok.nonzero().flatten()
+        if idx.numel() == 0:
+            continue
+        z, z_lens, text, t_lens = z[idx], z_lens[idx], text[idx], t_lens[idx]
+        z = z[:, : int(z_lens.max())].float()
+        text = text[:, : int(t_lens.max())]
+        z_mask = torch.arange(z.size(1), device=device)[None] < z_lens[:, None]
+        t_mask = torch.arange(text.size(1), device=device)[None] < t_lens[:, None]
+        e = emb(text.clamp_min(0)).float()
+        res = otreg_loss(
+            z, z_mask, e, t_mask,
+            text_ids=text if model.ot_dedup else None,
+            blank=emb.weight[model.pad_token_id] if model.ot_blank else None,
+            **model.ot_conf,
+        )
+        speech_pool.append((z * z_mask[..., None]).sum(1) / z_lens[:, None])
+        text_pool.append((e * t_mask[..., None]).sum(1) / t_lens[:, None])
+        for j, i in enumerate(idx.tolist()):
+            rows.append(
+                dict(utt_id=keys[i], ot_cost=float(res.loss[j]), matched_cos=float(res.cosine[j]))
+            )
+    return rows, speech_pool, text_pool, skipped
+
+
+def retrieval(speech_pool, text_pool):
+    s = torch.nn.functional.normalize(torch.cat(speech_pool), dim=-1)
+    t = torch.nn.functional.normalize(torch.cat(text_pool), dim=-1)
+    sim = s @ t.T
+    rank = (sim > sim.diagonal()[:, None]).sum(1)  # how many transcripts beat the own one
+    return sim.cpu().numpy(), float((rank < 1).float().mean()), float((rank < 5).float().mean())
+
+
+def plot(path: Path, rows, sim):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax[0].hist([r["matched_cos"] for r in rows], bins=30, color="tab:blue")
+    ax[0].set(title="matched speech-text cosine", xlabel="cosine", ylabel="utterances")
+    ax[1].hist([r["ot_cost"] for r in rows], bins=30, color="tab:orange")
+    ax[1].set(title="OT cost <P*, C>", xlabel="cost", ylabel="utterances")
+    n = min(len(sim), 64)
+    im = ax[2].imshow(sim[:n, :n], cmap="viridis", aspect="auto")
+    ax[2].set(title=f"speech-to-text cosine (first {n})", xlabel="transcript", ylabel="speech")
+    fig.colorbar(im, ax=ax[2])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s: %(message)s")
+    from espnet_otreg.tasks.slm import SLMTask
+
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    model, train_args = SLMTask.build_model_from_file(
+        args.slm_train_config, args.slm_model_file, device
+    )
+    model.eval()
+    data = Path(args.data_dir)
+    triples = [(str(data / "wav.scp"), "speech", "sound"), (str(data / "text"), "text", "text")]
+    if (data / "utt2lang").exists():
+        triples.append((str(data / "utt2lang"), "lang", "text"))
+    loader = SLMTask.build_streaming_iterator(
+        triples,
+        preprocess_fn=SLMTask.build_preprocess_fn(train_args, False),
+        collate_fn=SLMTask.build_collate_fn(train_args, False),
+        batch_size=args.batch_size,
+        dtype="float32",
+        num_workers=args.num_workers,
+        allow_variable_data_keys=True,
+        ngpu=args.ngpu,
+        inference=False,
+    )
+    rows, speech_pool, text_pool, skipped = measure(model, loader, device)
+    if not rows:
+        raise RuntimeError(f"no usable utterance in {data} (skipped: {skipped})")
+    sim, r1, r5 = retrieval(speech_pool, text_pool)
+    summary = dict(
+        n_utts=len(rows),
+        n_skipped=len(skipped),
+        ot_cost=float(np.mean([r["ot_cost"] for r in rows])),
+        matched_cos=float(np.mean([r["matched_cos"] for r in rows])),
+        retrieval_r1=r1,
+        retrieval_r5=r5,
+        chance_r1=1.0 / len(rows),
+        ot_cost_fn=model.ot_conf["cost"],
+    )
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "modality_gap.json").write_text(
+        json.dumps(dict(summary=summary, skipped=skipped, utterances=rows), indent=1) + "\n"
+    )
+    md = [
+        f"# Modality gap: {data}",
+        "",
+        f"model: `{args.slm_model_file}`",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| utterances | {len(rows)} (skipped {len(skipped)}) |",
+        f"| mean OT cost ({summary['ot_cost_fn']}) | {summary['ot_cost']:.4f} |",
+        f"| mean matched-pair cosine | {summary['matched_cos']:.4f} |",
+        f"| speech-to-text retrieval R@1 | {r1:.4f} (chance {summary['chance_r1']:.4f}) |",
+        f"| speech-to-text retrieval R@5 | {r5:.4f} |",
+        "",
+    ]
+    (out / "modality_gap.md").write_text("\n".join(md))
+    plot(out / "modality_gap.png", rows, sim)
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
