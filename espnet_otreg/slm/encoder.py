@@ -43,6 +43,8 @@ class HFWhisperEncoder(AbsEncoder):
         dtype: weight dtype, ``auto`` = bfloat16 on a bf16 GPU when frozen, else float32.
         pad_to_30s: see the module docstring.
         gradient_checkpointing: recompute layer activations in backward (trainable case).
+        config: a ``WhisperConfig`` to build a randomly initialised encoder instead of
+            loading ``model_name_or_path`` (benchmarks at real sizes, no download).
     """
 
     def __init__(
@@ -53,15 +55,21 @@ class HFWhisperEncoder(AbsEncoder):
         dtype: str = "auto",
         pad_to_30s: bool = True,
         gradient_checkpointing: bool = False,
+        config=None,
     ):
         super().__init__()
         from transformers import WhisperFeatureExtractor, WhisperModel
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         torch_dtype = resolve_dtype(dtype) if freeze or dtype != "auto" else torch.float32
-        whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype)
-        self.model = whisper.get_encoder()  # the decoder is dropped with `whisper`
-        del whisper
-        fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path)
+        if config is not None:
+            self.model = WhisperEncoder(config).to(torch_dtype)
+            fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+        else:
+            whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype)
+            self.model = whisper.get_encoder()  # the decoder goes with `whisper`
+            del whisper
+            fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path)
         self.n_fft, self.hop_length = fe.n_fft, fe.hop_length
         self.register_buffer(
             "mel_filters", torch.tensor(fe.mel_filters, dtype=torch.float32).T, persistent=False

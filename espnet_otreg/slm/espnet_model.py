@@ -65,6 +65,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         freeze_encoder: keep the encoder (and frontend) fixed in phase 2 too.
         ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol:
             see :func:`espnet_otreg.slm.otreg.otreg_loss`.
+        ot_stats: with ``lambda_ot = 0`` still solve the OT problem (no gradient) to
+            report ``loss_ot`` / ``ot_cos`` for the base system's modality gap.
         pretrained_prefixes: submodules loaded from pretrained files (kept out of
             checkpoints while frozen).
         save_frozen_pretrained: keep them in checkpoints anyway.
@@ -93,6 +95,7 @@ class ESPnetSLMModel(AbsESPnetModel):
         ot_blank: bool = True,
         ot_max_iter: int = 200,
         ot_tol: float = 1e-4,
+        ot_stats: bool = True,
         pretrained_prefixes: Sequence[str] = ("llm.",),
         save_frozen_pretrained: bool = False,
         max_new_tokens: int = 256,
@@ -114,6 +117,7 @@ class ESPnetSLMModel(AbsESPnetModel):
             max_iter=ot_max_iter, tol=ot_tol,
         )
         self.ot_dedup, self.ot_blank = ot_dedup, ot_blank
+        self.ot_stats = ot_stats
         self.max_context = context_length(llm)
         self.max_new_tokens = max_new_tokens
         self.pretrained_prefixes = tuple(pretrained_prefixes)
@@ -278,7 +282,13 @@ class ESPnetSLMModel(AbsESPnetModel):
         n = z.size(0)
         if n == 0:  # nothing to learn from: a zero loss that keeps the graph
             loss = z.sum() * 0.0
-            stats.update(loss=loss.detach(), loss_ce=None, loss_ot=None, acc=None)
+            # the same keys as every other step (ESPnet's reporter needs them)
+            keys = ["loss_ce", "acc"]
+            if self.lambda_ot > 0 or self.ot_stats:
+                keys += ["loss_ot", "ot_entropy", "ot_cos", "ot_converged"]
+            if self.ctc_weight > 0:
+                keys += ["loss_ctc", "ctc_infeasible"]
+            stats.update({k: None for k in keys}, loss=loss.detach())
             return force_gatherable((loss, stats, torch.tensor(1.0)), loss.device)
         z = z[:, : int(z_lens.max())]
         text = text[:, : int(text_lengths.max())]
@@ -301,24 +311,11 @@ class ESPnetSLMModel(AbsESPnetModel):
         loss = loss_ce
         stats.update(loss_ce=loss_ce.detach(), acc=acc)
 
-        z_mask = torch.arange(z.size(1), device=z.device)[None] < z_lens[:, None]
-        t_mask = torch.arange(text.size(1), device=z.device)[None] < text_lengths[:, None]
-        emb = self.llm.get_input_embeddings()
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.lambda_ot > 0):
-            blank = emb.weight[self.pad_token_id] if self.ot_blank else None
-            res = otreg_loss(
-                z, z_mask, emb(text.clamp_min(0)), t_mask,
-                text_ids=text if self.ot_dedup else None, blank=blank, **self.ot_conf,
-            )
-        loss_ot = res.loss.mean()
-        if self.lambda_ot > 0:
-            loss = loss + self.lambda_ot * loss_ot
-        stats.update(
-            loss_ot=loss_ot.detach(),
-            ot_entropy=res.entropy.mean(),
-            ot_cos=res.cosine.mean(),
-            ot_converged=res.converged.float().mean(),
-        )
+        if self.lambda_ot > 0 or self.ot_stats:
+            loss_ot, ot_stats = self.ot_loss(z, z_lens, text, text_lengths)
+            stats.update(ot_stats)
+            if self.lambda_ot > 0:
+                loss = loss + self.lambda_ot * loss_ot
 
         if self.ctc_weight > 0:
             loss_ctc, infeasible = self.ctc_loss(z, z_lens, text, text_lengths)
@@ -326,6 +323,27 @@ class ESPnetSLMModel(AbsESPnetModel):
             stats.update(loss_ctc=loss_ctc.detach(), ctc_infeasible=infeasible)
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, torch.tensor(float(n))), loss.device)
+
+    def ot_loss(self, z, z_lens, text, text_lengths):
+        """OTReg loss (mean over utterances) and its stats; no graph when lambda_ot = 0."""
+        z_mask = torch.arange(z.size(1), device=z.device)[None] < z_lens[:, None]
+        t_mask = torch.arange(text.size(1), device=z.device)[None] < text_lengths[:, None]
+        emb = self.llm.get_input_embeddings()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.lambda_ot > 0):
+            res = otreg_loss(
+                z, z_mask, emb(text.clamp_min(0)), t_mask,
+                text_ids=text if self.ot_dedup else None,
+                blank=emb.weight[self.pad_token_id] if self.ot_blank else None,
+                **self.ot_conf,
+            )
+            loss_ot = res.loss.mean()
+        stats = dict(
+            loss_ot=loss_ot.detach(),
+            ot_entropy=res.entropy.mean(),
+            ot_cos=res.cosine.mean(),
+            ot_converged=res.converged.float().mean(),
+        )
+        return loss_ot, stats
 
     def ctc_loss(self, z, z_lens, text, text_lengths):
         """CTC over the LLM vocabulary through its output head; blank = pad token."""

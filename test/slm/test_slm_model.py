@@ -1,0 +1,257 @@
+"""ESPnetSLMModel at tiny sizes: losses, phases, checkpoints, decoding, bad input."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from slm_helpers import build_tiny_dirs, make_batch, task_args, trainable
+
+from espnet_otreg.tasks.slm import SLMTask
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return build_tiny_dirs(tmp_path_factory.mktemp("slm_models"))
+
+
+@pytest.fixture(scope="module")
+def short_ctx_dirs(tmp_path_factory):
+    return build_tiny_dirs(tmp_path_factory.mktemp("slm_short"), max_position_embeddings=40)
+
+
+def build(dirs, **model_conf):
+    args = task_args(*dirs, **model_conf)
+    return SLMTask.build_model(args), SLMTask.build_preprocess_fn(args, True), args
+
+
+ITEMS = [
+    ("utt_a", 16000, "hello world", "en_us"),
+    ("utt_b", 9000, "the cat sat on the mat", "fr_fr"),
+    ("utt_c", 12000, "a dog ran in the park", "en_us"),
+]
+
+
+@pytest.mark.parametrize("lambda_ot", [0.0, 0.3])
+def test_forward_backward(dirs, lambda_ot):
+    model, pre, _ = build(dirs, phase=2, lambda_ot=lambda_ot)
+    uids, batch = make_batch(pre, ITEMS)
+    loss, stats, weight = model(**batch, utt_id=uids)
+    assert torch.isfinite(loss).all() and float(weight) == 3
+    for key in ("loss_ce", "acc", "loss_ot", "ot_entropy", "ot_cos", "skip_empty"):
+        assert key in stats, key
+    expected = stats["loss_ce"] + lambda_ot * stats["loss_ot"]
+    assert torch.allclose(loss, expected, atol=1e-5)
+    assert float(stats["loss_ot"]) > 0 and float(stats["ot_converged"]) == 1.0
+    loss.sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert set(grads) == {n for n in grads if n.startswith("projector.")}
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads.values())
+
+
+def test_ot_gradient_is_added(dirs):
+    """The OT term changes the projector gradient by lambda * dL_OT (envelope)."""
+    torch.manual_seed(0)
+    base, pre, _ = build(dirs, phase=2, lambda_ot=0.0)
+    torch.manual_seed(0)
+    otreg, _, _ = build(dirs, phase=2, lambda_ot=0.3)
+    uids, batch = make_batch(pre, ITEMS)
+    for m in (base, otreg):
+        m(**batch, utt_id=uids)[0].sum().backward()
+    g0 = base.projector.mlp[3].weight.grad
+    g1 = otreg.projector.mlp[3].weight.grad
+    assert not torch.allclose(g0, g1)
+
+
+def test_phase1_trains_projector_only_llm_unchanged(dirs):
+    model, pre, _ = build(dirs, phase=1, lambda_ot=0.3, ctc_weight=0.5)
+    assert model.lambda_ot == 0.0 and model.ctc_weight == 0.0
+    assert trainable(model) == sorted(n for n, _ in model.projector.named_parameters(prefix="projector"))
+    llm_before = copy.deepcopy(model.llm.state_dict())
+    enc_before = copy.deepcopy(model.encoder.state_dict())
+    proj_before = copy.deepcopy(model.projector.state_dict())
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    uids, batch = make_batch(pre, ITEMS)
+    model.train()
+    loss, stats, _ = model(**batch, utt_id=uids)
+    assert torch.allclose(loss, stats["loss_ce"])
+    loss.sum().backward()
+    opt.step()
+    for k, v in model.llm.state_dict().items():
+        assert torch.equal(v, llm_before[k]), k
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, enc_before[k]), k
+    assert any(not torch.equal(v, proj_before[k]) for k, v in model.projector.state_dict().items())
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("projector."))
+
+
+def test_phase2_lora_and_encoder_trainable(dirs):
+    pytest.importorskip("peft")
+    args = task_args(*dirs, phase=2, lambda_ot=0.3, freeze_encoder=False)
+    args.llm_conf["lora"] = dict(r=2, lora_alpha=4)
+    model = SLMTask.build_model(args)
+    names = trainable(model)
+    assert any("lora_" in n for n in names)
+    assert any(n.startswith("encoder.model.") for n in names)
+    assert all(
+        "lora_" in n for n in names if n.startswith("llm.")
+    ), "only LoRA adapters of the LLM are trainable"
+    pre = SLMTask.build_preprocess_fn(args, True)
+    uids, batch = make_batch(pre, ITEMS)
+    model(**batch, utt_id=uids)[0].sum().backward()
+    lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_grads and all(g is not None for g in lora_grads)
+    # checkpoints: adapters and the trained encoder are saved, frozen LLM weights are not
+    sd = model.state_dict()
+    assert any("lora_" in k for k in sd) and any(k.startswith("encoder.model.") for k in sd)
+    assert not any(k.startswith("llm.") and "lora_" not in k for k in sd)
+
+
+def test_checkpoint_without_frozen_weights_loads(dirs):
+    model, pre, args = build(dirs, phase=1)
+    sd = model.state_dict()
+    assert sd and all(k.startswith("projector.") for k in sd), sorted(sd)[:4]
+    with torch.no_grad():
+        model.projector.mlp[0].weight.add_(1.0)
+    fresh = SLMTask.build_model(args)
+    fresh.load_state_dict(sd, strict=True)  # frozen pretrained keys may be absent
+    assert torch.equal(fresh.projector.mlp[0].weight, sd["projector.mlp.0.weight"])
+    with pytest.raises(RuntimeError, match="projector"):
+        fresh.load_state_dict({}, strict=True)  # trainable keys may not
+    full = dict(model.state_dict())
+    model.save_frozen_pretrained = True
+    assert any(k.startswith("llm.") for k in model.state_dict())
+    model.save_frozen_pretrained = False
+    assert full.keys() == sd.keys()
+
+
+def test_ot_loss_decreases_when_projector_trained_on_it(dirs):
+    for cost, grad in (("sqeuclidean", "envelope"), ("cosine", "envelope"), ("cosine", "autodiff")):
+        torch.manual_seed(0)
+        model, pre, _ = build(dirs, phase=2, lambda_ot=1.0, ot_cost=cost, ot_grad=grad)
+        uids, batch = make_batch(pre, ITEMS)
+        opt = torch.optim.Adam(model.projector.parameters(), lr=3e-3)
+        values = []
+        for _ in range(15):
+            z, z_lens = model.encode(batch["speech"], batch["speech_lengths"])
+            loss_ot, _ = model.ot_loss(z, z_lens, batch["text"], batch["text_lengths"])
+            values.append(float(loss_ot.detach()))
+            opt.zero_grad()
+            loss_ot.backward()
+            opt.step()
+        assert values[-1] < 0.7 * values[0], (cost, grad, values)
+
+
+def test_ctc_baseline(dirs):
+    model, pre, _ = build(dirs, phase=2, lambda_ot=0.0, ctc_weight=0.3)
+    uids, batch = make_batch(pre, ITEMS)
+    loss, stats, _ = model(**batch, utt_id=uids)
+    assert torch.isfinite(stats["loss_ctc"]) and float(stats["loss_ctc"]) > 0
+    assert torch.allclose(loss, stats["loss_ce"] + 0.3 * stats["loss_ctc"], atol=1e-5)
+    loss.sum().backward()
+    assert model.projector.mlp[0].weight.grad is not None
+
+
+def test_decode_batch_of_different_lengths(dirs):
+    model, _, args = build(dirs, phase=2)
+    model.eval()
+    pre = SLMTask.build_preprocess_fn(args, False)
+    items = [("a", 16000, None, "en_us"), ("b", 5000, None, "fr_fr"), ("c", 24000, None, "en_us")]
+    uids, batch = make_batch(pre, items, with_text=False)
+    hyps, reasons = model.generate(**batch, utt_id=uids, max_new_tokens=6)
+    assert reasons == [None, None, None]
+    assert all(1 <= len(h) <= 6 for h in hyps)
+    text = [pre.tokenizer.decode(h, skip_special_tokens=True) for h in hyps]
+    assert all(isinstance(t, str) and len(t) > 0 for t in text), text
+    # the left-padded batch decodes each utterance as it decodes alone
+    for i in range(3):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        one["speech"] = one["speech"][:, : int(one["speech_lengths"][0])]
+        for key in ("prompt_pre", "prompt_post"):
+            one[key] = one[key][:, : int(one[key + "_lengths"][0])]
+        h1, _ = model.generate(**one, max_new_tokens=6)
+        assert h1[0] == hyps[i]
+    beam, _ = model.generate(**batch, beam_size=3, max_new_tokens=6)
+    assert len(beam) == 3 and all(len(h) >= 1 for h in beam)
+
+
+def test_bad_input_is_skipped_and_counted(dirs, caplog):
+    model, pre, _ = build(dirs, phase=2, lambda_ot=0.3)
+    items = [
+        ("good", 16000, "hello world", "en_us"),
+        ("empty", 16000, "   ", "en_us"),
+        ("short", 800, "hello", "en_us"),  # 5 mel frames -> 3 encoder frames < stack 4
+    ]
+    uids, batch = make_batch(pre, items)
+    with caplog.at_level("WARNING"):
+        loss, stats, weight = model(**batch, utt_id=uids)
+    assert float(stats["skip_empty"]) == 1 and float(stats["skip_short"]) == 1
+    assert float(weight) == 1 and torch.isfinite(loss).all()
+    assert "utterance empty: skipped (empty transcript)" in caplog.text
+    assert "utterance short: skipped (audio shorter than one projector step)" in caplog.text
+    # a batch with nothing usable: zero loss, same stat keys, no crash
+    uids, batch = make_batch(pre, items[1:])
+    loss, stats2, _ = model(**batch, utt_id=uids)
+    assert float(loss) == 0.0 and set(stats2) == set(stats)
+    loss.sum().backward()
+    hyps, reasons = model.generate(
+        **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=3
+    )
+    assert reasons[1] == "audio shorter than one projector step" and hyps[1] == []
+
+
+def test_prompt_too_long_for_context(short_ctx_dirs, caplog):
+    model, pre, _ = build(short_ctx_dirs, phase=2)
+    assert model.max_context == 40
+    items = [("fits", 8000, "hello", "en_us"), ("long", 48000, "the cat sat on the mat", "en_us")]
+    uids, batch = make_batch(pre, items)
+    with caplog.at_level("WARNING"):
+        loss, stats, weight = model(**batch, utt_id=uids)
+    assert float(stats["skip_long"]) == 1 and float(weight) == 1
+    assert "utterance long: skipped" in caplog.text and "> LLM context 40" in caplog.text
+    model.eval()
+    hyps, reasons = model.generate(
+        **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=50
+    )
+    assert reasons[0] is None and reasons[1] == "prompt and speech longer than the LLM context"
+    n_prompt = int(batch["prompt_pre_lengths"][0] + batch["prompt_post_lengths"][0]) + 8000 // 160 // 2 // 4
+    assert len(hyps[0]) <= 40 - n_prompt
+
+
+def test_whisper_log_mel_matches_feature_extractor(dirs):
+    from transformers import WhisperFeatureExtractor
+
+    model, _, _ = build(dirs)
+    fe = WhisperFeatureExtractor.from_pretrained(dirs[1])
+    wav = (0.1 * np.random.RandomState(0).randn(20000)).astype(np.float32)
+    ref = fe(wav, sampling_rate=16000, return_tensors="pt").input_features[0]
+    x = torch.nn.functional.pad(torch.from_numpy(wav), (0, 480000 - 20000))[None]
+    mel, n = model.encoder.log_mel(x, torch.tensor([20000]))
+    assert mel.shape[-1] == 3000 and int(n) == 125
+    assert torch.allclose(mel[0], ref, atol=1e-4)
+    # pad_to_30s (the full Whisper window) and the short path agree on shapes
+    enc = model.encoder
+    out_short, len_short, _ = enc(x[:, :20000], torch.tensor([20000]))
+    enc.pad_to_30s = True
+    out_full, len_full, _ = enc(x[:, :20000], torch.tensor([20000]))
+    enc.pad_to_30s = False
+    assert int(len_short) == int(len_full) == 63
+    assert out_short.shape == out_full.shape == (1, 63, enc.output_size())
+
+
+def test_preprocessor_prompt_and_language(dirs):
+    _, pre, _ = build(dirs)
+    tok = pre.tokenizer
+    out = pre("u1", {"speech": np.zeros(100, np.float32), "text": " hello world ", "lang": "fr_fr"})
+    assert tok.decode(out["prompt_pre"]) == "Transcribe the following French speech.\n"
+    assert tok.decode(out["prompt_post"]) == "\nTranscript:\n"
+    assert tok.decode(out["text"]) == "hello world"
+    out = pre("u2", {"speech": np.zeros(100, np.float32), "text": "hello"})
+    assert "English" in tok.decode(out["prompt_pre"])  # default_lang en_us
+    from espnet_otreg.slm.prompt import PromptTemplate, language_name
+
+    assert language_name("cmn_hans_cn") == "Mandarin Chinese" and language_name("de") == "German"
+    assert language_name("xx_yy") is None
+    with pytest.raises(ValueError, match="speech"):
+        PromptTemplate("no placeholder")
