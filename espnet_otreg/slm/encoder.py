@@ -81,9 +81,9 @@ class HFWhisperEncoder(AbsEncoder):
         if freeze:
             self.model.requires_grad_(False)
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            from espnet_otreg.slm.llm import enable_checkpointing
+
+            enable_checkpointing(self.model)
 
     def output_size(self) -> int:
         return self.model.config.d_model

@@ -43,7 +43,7 @@ def load_llm(
     if freeze:
         llm.requires_grad_(False)
     if gradient_checkpointing:
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(llm)
         llm.config.use_cache = False
     if lora:
         llm = add_lora(llm, lora)
@@ -80,3 +80,12 @@ def context_length(llm: torch.nn.Module) -> int:
 
 def trainable_names(module: torch.nn.Module) -> List[str]:
     return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing (transformers 5 name, 4.x fallback)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

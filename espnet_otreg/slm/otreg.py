@@ -93,13 +93,14 @@ def otreg_loss(
         raise ValueError(f"cost must be 'sqeuclidean' or 'cosine', got {cost!r}")
     if grad not in ("envelope", "autodiff"):
         raise ValueError(f"grad must be 'envelope' or 'autodiff', got {grad!r}")
-    speech = speech.float()
-    text = text.detach().float()
+    if speech.dtype not in (torch.float32, torch.float64):  # bf16/fp16 -> float32
+        speech = speech.float()
+    text = text.detach().to(speech.dtype)
     if text_ids is not None:
         text_mask = first_occurrence_mask(text_ids, text_mask)
     if blank is not None:
         B = text.size(0)
-        text = torch.cat([text, blank.detach().float().expand(B, 1, -1)], 1)
+        text = torch.cat([text, blank.detach().to(text.dtype).expand(B, 1, -1)], 1)
         text_mask = torch.cat([text_mask, text_mask.new_ones(B, 1)], 1)
     fn = ot.sqeuclidean if cost == "sqeuclidean" else ot.cosine
     C = fn(speech, text, speech_mask, text_mask)

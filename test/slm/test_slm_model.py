@@ -255,3 +255,35 @@ def test_preprocessor_prompt_and_language(dirs):
     assert language_name("xx_yy") is None
     with pytest.raises(ValueError, match="speech"):
         PromptTemplate("no placeholder")
+
+
+def test_gradient_checkpointing_same_loss(dirs):
+    torch.manual_seed(0)
+    model, pre, _ = build(dirs, phase=2, lambda_ot=0.3)
+    args = task_args(*dirs, phase=2, lambda_ot=0.3)
+    args.llm_conf["gradient_checkpointing"] = True
+    torch.manual_seed(0)
+    ckpt = SLMTask.build_model(args)
+    ckpt.train(), model.train()
+    uids, batch = make_batch(pre, ITEMS)
+    l0 = model(**batch, utt_id=uids)[0]
+    l1 = ckpt(**batch, utt_id=uids)[0]
+    assert torch.allclose(l0, l1, atol=1e-5)
+    l1.sum().backward()
+    assert ckpt.projector.mlp[0].weight.grad is not None
+
+
+def test_template_with_speech_last(dirs):
+    args = task_args(*dirs, phase=2)
+    args.prompt_conf = dict(prompt_template="Transcribe {lang}: {speech}")
+    model = SLMTask.build_model(args)
+    pre = SLMTask.build_preprocess_fn(args, True)
+    uids, batch = make_batch(pre, ITEMS)
+    assert batch["prompt_post"].shape[1] == 0
+    loss, _, _ = model(**batch, utt_id=uids)
+    assert torch.isfinite(loss).all()
+    model.eval()
+    hyps, _ = model.generate(
+        **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=2
+    )
+    assert all(len(h) >= 1 for h in hyps)
