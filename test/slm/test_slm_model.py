@@ -287,3 +287,20 @@ def test_template_with_speech_last(dirs):
         **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=2
     )
     assert all(len(h) >= 1 for h in hyps)
+
+
+def test_padding_does_not_change_the_loss(dirs):
+    """CE of a padded batch = token-weighted mean of the utterances' CE alone."""
+    model, pre, _ = build(dirs, phase=2, lambda_ot=0.0)
+    model.eval()
+    uids, batch = make_batch(pre, ITEMS)
+    both = model(**batch, utt_id=uids)[1]["loss_ce"]
+    total, n_tok = 0.0, 0
+    for i in range(len(ITEMS)):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        for key in ("speech", "text", "prompt_pre", "prompt_post"):
+            one[key] = one[key][:, : int(one[key + "_lengths"][0])]
+        n = int(one["text_lengths"][0]) + 1
+        total += float(model(**one)[1]["loss_ce"]) * n
+        n_tok += n
+    assert abs(float(both) - total / n_tok) < 1e-4
