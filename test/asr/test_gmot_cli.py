@@ -1,0 +1,166 @@
+"""GM-OT through its command lines, as a recipe runs them (tiny data, CPU).
+
+dump_teacher -> asr_train --collect_stats -> asr_train -> asr_inference (ours)
+-> export_ctc -> stock espnet2.bin.asr_inference without espnet_otreg -> same text;
+plot_coupling on the trained model.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from gmot_fixtures import CHARS, TEACHER_DIM, tiny_config, write_data_dir
+
+from espnet_otreg.asr.tiny import build_tiny_bert
+
+pytestmark = pytest.mark.slow
+
+UTTS = {
+    f"utt{i:02d}": "".join(CHARS[(i + k) % len(CHARS)] for k in range(2 + i % 3))
+    for i in range(8)
+}
+UTTS["utt08"] = UTTS["utt01"]  # same transcript: shares the cached matrix
+
+
+def _run(module, *args, block_espnet_otreg=False):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    pre = "import sys; sys.modules['espnet_otreg'] = None; " if block_espnet_otreg else ""
+    code = pre + f"import sys; from {module} import main; main(sys.argv[1:])"
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"{module} failed:\n{r.stderr[-4000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gmot_cli")
+    data = write_data_dir(tmp / "data", UTTS)
+    build_tiny_bert(tmp / "bert", UTTS.values(), hidden_size=TEACHER_DIM)
+    config = tiny_config(tmp, ot_max_iter=3, ot_inner_max_iter=20)
+    _run("espnet_otreg.bin.dump_teacher", "--asr_config", config, "--text", data / "text",
+         "--output_dir", tmp / "teacher", "--batch_size", 3)
+    common = [
+        "--config", config, "--ngpu", 0, "--num_workers", 0, "--use_preprocessor", "true",
+        "--token_type", "char", "--token_list", tmp / "tokens.txt",
+        "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
+    ]
+    for split in ("train", "valid"):
+        common += [
+            f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+            f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+            f"--{split}_data_path_and_name_and_type",
+            f"{tmp}/teacher/feats.scp,teacher_feats,kaldi_ark",
+        ]
+    _run("espnet_otreg.bin.asr_train", *common, "--collect_stats", "true",
+         "--train_shape_file", data / "wav.scp", "--valid_shape_file", data / "wav.scp",
+         "--output_dir", tmp / "stats")
+    r = _run("espnet_otreg.bin.asr_train", *common,
+         "--normalize", "global_mvn", "--normalize_conf", f"stats_file={tmp}/stats/train/feats_stats.npz",
+         "--train_shape_file", tmp / "stats/train/speech_shape",
+         "--valid_shape_file", tmp / "stats/valid/speech_shape",
+         "--batch_size", 4, "--fold_length", 80000, "--max_epoch", 2, "--keep_nbest_models", 1,
+         "--best_model_criterion", "valid,cer_ctc,min",
+         "--output_dir", tmp / "exp")
+    (tmp / "exp/train.log").write_text(r.stderr)  # as a recipe redirects it
+    return tmp
+
+
+def test_dump_teacher_cache(trained):
+    import kaldiio
+
+    feats = kaldiio.load_scp(str(trained / "teacher/feats.scp"))
+    assert set(feats) == set(UTTS)
+    for uid, text in UTTS.items():
+        assert feats[uid].shape == (len(text), TEACHER_DIM)
+    locs = dict(line.split() for line in (trained / "teacher/feats.scp").read_text().splitlines())
+    assert locs["utt08"] == locs["utt01"]
+    # Restartable: a second run finds the cache complete and leaves it alone.
+    mtime = (trained / "teacher/feats.ark").stat().st_mtime_ns
+    r = _run("espnet_otreg.bin.dump_teacher", "--asr_config", trained / "config.yaml",
+             "--text", trained / "data/text", "--output_dir", trained / "teacher")
+    assert "nothing to do" in r.stderr
+    assert (trained / "teacher/feats.ark").stat().st_mtime_ns == mtime
+
+
+def test_training_logged_gmot_stats(trained):
+    log = (trained / "exp/train.log").read_text()
+    for key in ("loss_gmot", "loss_align", "loss_ctc_fused", "coupling_monotonic", "cer_ctc"):
+        assert key in log, key
+    assert (trained / "exp/valid.cer_ctc.ave.pth").exists()
+    assert (trained / "exp/images/loss_gmot.png").exists()  # ESPnet plots every stat
+    assert any((trained / "exp/tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_config_round_trip_through_task(trained):
+    from espnet_otreg.tasks.asr import GMOTASRTask
+
+    model, args = GMOTASRTask.build_model_from_file(
+        trained / "exp/config.yaml", trained / "exp/valid.cer_ctc.ave.pth", "cpu"
+    )
+    assert args.model == "gmot" and type(model).__name__ == "ESPnetGMOTModel"
+    saved = torch.load(trained / "exp/valid.cer_ctc.ave.pth", map_location="cpu")
+    assert set(saved) == set(model.state_dict())
+    model.load_state_dict(saved, strict=True)
+    conf = yaml.safe_load((trained / "exp/config.yaml").read_text())
+    assert conf["model_conf"]["teacher_dim"] == TEACHER_DIM
+    assert model.gmot.alpha == 0.02  # the documented default
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_export_ctc_decodes_identically_with_stock_espnet(trained, beam):
+    exp = trained / "exp"
+    export = trained / "export"
+    if not (export / "model.pth").exists():
+        _run("espnet_otreg.bin.export_ctc", "--asr_train_config", exp / "config.yaml",
+             "--asr_model_file", exp / "valid.cer_ctc.ave.pth", "--output_dir", export)
+    conf = yaml.safe_load((export / "config.yaml").read_text())
+    assert conf["model"] == "espnet"
+    assert not set(conf["model_conf"]) & {"alpha", "beta", "teacher", "lambda_"}
+    assert Path(conf["normalize_conf"]["stats_file"]).parent == export
+
+    # Key sets explicitly: ESPnet's loader (strict=False) would hide a missing key.
+    from espnet2.tasks.asr import ASRTask
+
+    stock, _ = ASRTask.build_model_from_file(export / "config.yaml", export / "model.pth", "cpu")
+    exported = torch.load(export / "model.pth", map_location="cpu")
+    trained_sd = torch.load(exp / "valid.cer_ctc.ave.pth", map_location="cpu")
+    assert set(exported) == set(stock.state_dict())
+    assert set(trained_sd) - set(exported) == {
+        k for k in trained_sd if k.startswith(("adapter.", "fusion.", "ctc_fused."))
+    }
+    assert type(stock).__name__ == "ESPnetASRModel"
+
+    decode = ["--data_path_and_name_and_type", f"{trained}/data/wav.scp,speech,sound",
+              "--ngpu", 0, "--batch_size", 1, "--ctc_weight", 1.0, "--lm_weight", 0.0,
+              "--beam_size", beam]
+    _run("espnet_otreg.bin.asr_inference", *decode, "--asr_train_config", exp / "config.yaml",
+         "--asr_model_file", exp / "valid.cer_ctc.ave.pth", "--output_dir", trained / f"dec_ours{beam}")
+    _run("espnet2.bin.asr_inference", *decode, "--asr_train_config", export / "config.yaml",
+         "--asr_model_file", export / "model.pth", "--output_dir", trained / f"dec_stock{beam}",
+         block_espnet_otreg=True)
+    ours = (trained / f"dec_ours{beam}/1best_recog/text").read_text()
+    theirs = (trained / f"dec_stock{beam}/1best_recog/text").read_text()
+    assert len(ours.splitlines()) == len(UTTS)
+    assert ours == theirs
+
+
+def test_plot_coupling(trained):
+    out = trained / "plots"
+    _run("espnet_otreg.bin.plot_coupling", "--asr_train_config", trained / "exp/config.yaml",
+         "--asr_model_file", trained / "exp/valid.cer_ctc.ave.pth",
+         "--data_path_and_name_and_type", f"{trained}/data/wav.scp,speech,sound",
+         "--data_path_and_name_and_type", f"{trained}/data/text,text,text",
+         "--data_path_and_name_and_type", f"{trained}/teacher/feats.scp,teacher_feats,kaldi_ark",
+         "--utt_ids", "utt01,utt03", "--output_dir", out)
+    import numpy as np
+
+    for uid in ("utt01", "utt03"):
+        png = out / f"{uid}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        plan = np.load(out / f"{uid}.npy")
+        assert plan.shape[1] == len(UTTS[uid]) and abs(plan.sum() - 1.0) < 1e-3
