@@ -63,7 +63,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         lambda_ot: OTReg weight (paper: 0.3); 0 = the base SLM.
         ctc_weight: auxiliary CTC weight ("Base + CTC"); 0 = off.
         freeze_encoder: keep the encoder (and frontend) fixed in phase 2 too.
-        ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol:
+        ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol,
+        ot_early_stop:
             see :func:`espnet_otreg.slm.otreg.otreg_loss`.
         ot_stats: with ``lambda_ot = 0`` still solve the OT problem (no gradient) to
             report ``loss_ot`` / ``ot_cos`` for the base system's modality gap.
@@ -93,8 +94,9 @@ class ESPnetSLMModel(AbsESPnetModel):
         ot_grad: str = "envelope",
         ot_dedup: bool = True,
         ot_blank: bool = True,
-        ot_max_iter: int = 200,
+        ot_max_iter: int = 100,
         ot_tol: float = 1e-4,
+        ot_early_stop: bool = False,
         ot_stats: bool = True,
         pretrained_prefixes: Sequence[str] = ("llm.",),
         save_frozen_pretrained: bool = False,
@@ -114,7 +116,7 @@ class ESPnetSLMModel(AbsESPnetModel):
         self.ctc_weight = ctc_weight if phase == 2 else 0.0
         self.ot_conf = dict(
             cost=ot_cost, epsilon=ot_epsilon, tau=ot_tau, grad=ot_grad,
-            max_iter=ot_max_iter, tol=ot_tol,
+            max_iter=ot_max_iter, tol=ot_tol, early_stop=ot_early_stop,
         )
         self.ot_dedup, self.ot_blank = ot_dedup, ot_blank
         self.ot_stats = ot_stats

@@ -74,8 +74,9 @@ def otreg_loss(
     epsilon: float = 0.1,
     tau: Optional[float] = None,
     grad: str = "envelope",
-    max_iter: int = 200,
+    max_iter: int = 100,
     tol: float = 1e-4,
+    early_stop: bool = False,
 ) -> OTRegOutput:
     """OTReg loss of a padded batch.
 
@@ -88,6 +89,10 @@ def otreg_loss(
         epsilon: entropic regularisation relative to the largest cost of each pair.
         tau: KL marginal relaxation (unbalanced OT), None = balanced.
         grad: ``"envelope"`` (plan constant) or ``"autodiff"`` (through Sinkhorn).
+        max_iter, tol: Sinkhorn iterations and marginal tolerance.
+        early_stop: stop once all pairs converged (one host sync per 10 iterations);
+            default False: exactly ``max_iter`` iterations, no host sync in training
+            (``converged`` still says whether ``tol`` was reached).
     """
     if cost not in ("sqeuclidean", "cosine"):
         raise ValueError(f"cost must be 'sqeuclidean' or 'cosine', got {cost!r}")
@@ -113,6 +118,7 @@ def otreg_loss(
         tau=tau,
         max_iter=max_iter,
         tol=tol,
+        early_stop=early_stop,
         grad="autodiff" if grad == "autodiff" else "detach",
     )
     plan = res.plan
