@@ -236,6 +236,10 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     model=${asr_exp}/${inference_model}
     [ -e "${model}" ] || die "no model ${model} (train first: stage 11); have: $(ls "${asr_exp}"/*.pth 2>/dev/null | tr '\n' ' ')"
     _ngpu=0; [ "${gpu_inference}" = true ] && _ngpu=1
+    # The decoding config (beam_size, max_new_tokens, ...) as slm_inference options.
+    decode_opts=$("${PYTHON}" -c "import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) or {}
+print(' '.join(f'--{k} {v}' for k, v in conf.items()))" "${inference_config}")
     for dset in ${test_sets}; do
         dir=${asr_exp}/${inference_tag}/${dset}
         logdir=${dir}/logdir
@@ -258,7 +262,7 @@ split_scp(sys.argv[1], [f'{sys.argv[2]}/keys.{i}.scp' for i in range(1, int(sys.
             [ "${_ngpu}" -eq 0 ] || gpu_env=(env CUDA_VISIBLE_DEVICES=$(( (n - 1) % (ngpu > 0 ? ngpu : 1) )))
             # shellcheck disable=SC2086
             "${gpu_env[@]}" "${PYTHON}" -m espnet_otreg.bin.slm_inference --slm_train_config "${asr_exp}/config.yaml" \
-                --slm_model_file "${model}" --config "${inference_config}" \
+                --slm_model_file "${model}" ${decode_opts} \
                 --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
                 --data_path_and_name_and_type "${data_feats}/${dset}/utt2lang,lang,text" \
                 --key_file "${logdir}/keys.${n}.scp" --batch_size "${batch_size}" --ngpu "${_ngpu}" \
@@ -290,8 +294,9 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
         fi
     done
     log "Stage 13: RESULTS.md from ${expdir}/"
+    suffix=""; [ "${mini}" = false ] || suffix="(mini synthetic corpus, tiny models: a CI check, not FLEURS)"
     "${PYTHON}" local/make_results.py --exp_dir "${expdir}" --out RESULTS.md \
-        --cross_name "${cross_name}" $( [ "${mini}" = true ] && echo --title_suffix "(mini corpus, CI)" )
+        --cross_name "${cross_name}" --title_suffix "${suffix}"
 fi
 
 packed=${asr_exp}/$(basename "${asr_exp}")_packed.zip

@@ -7,8 +7,8 @@
                                                     Common Voice layout (CoVoST-2 audio)
 
 Each "language" has its own small word list. Speech is synthetic but learnable: every
-character is an 70 ms chord of two tones whose frequencies identify it (a per-language
-table), words are separated by silences, and each "speaker" shifts pitch, speed and
+character is a 70 ms chord of two tones whose frequencies identify it (a per-language
+table of distinct (low, high) pairs), words are separated by silences, and each "speaker" shifts pitch, speed and
 loudness a little; white noise is added. The cross-domain set uses new speakers,
 more noise and a different loudness/pitch range, so it is harder, like CoVoST-2 vs
 FLEURS. Sentences are random word sequences; raw transcripts are capitalised and end
@@ -41,14 +41,22 @@ def _rng(*key) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32("|".join(map(str, key)).encode()))
 
 
+#: Tone grids (Hz): every character is one (low, high) pair, so two characters differ
+#: by at least one tone and >= 250 Hz, several mel bins apart even after a speaker's
+#: pitch shift.
+LOW_TONES = (300, 550, 850, 1200, 1650, 2200)
+HIGH_TONES = (2900, 3500, 4200, 5000, 5900, 6900)
+
+
 def char_tones(lang: str) -> dict[str, tuple[float, float]]:
-    """Character -> (f1, f2) Hz. Per language (so the same letter sounds different in
-    another language, like a different phone set)."""
+    """Character -> (f1, f2) Hz, a per-language assignment (the same letter sounds
+    different in another language, like a different phone set)."""
     chars = sorted({c for w in LEXICON[lang][1] for c in w})
-    r = _rng("tones", lang)
-    lows = r.permutation(np.linspace(300, 1100, len(chars)))
-    highs = r.permutation(np.linspace(1400, 3400, len(chars)))
-    return {c: (float(lo), float(hi)) for c, lo, hi in zip(chars, lows, highs)}
+    pairs = [(lo, hi) for lo in LOW_TONES for hi in HIGH_TONES]
+    order = _rng("tones", lang).permutation(len(pairs))
+    if len(chars) > len(pairs):
+        raise ValueError(f"{lang}: {len(chars)} characters but only {len(pairs)} tone pairs")
+    return {c: (float(pairs[i][0]), float(pairs[i][1])) for c, i in zip(chars, order)}
 
 
 def synth(words: list[str], lang: str, speaker: tuple[float, float, float], noise: float,
@@ -87,7 +95,7 @@ def write_fleurs(out: Path, lang: str, split: str, n: int) -> None:
     rows = []
     for i, words in enumerate(sentences(lang, split, n)):
         r = _rng("audio", lang, split, i)
-        spk = (r.uniform(0.98, 1.02), r.uniform(0.9, 1.1), r.uniform(0.6, 1.0))
+        spk = (r.uniform(0.99, 1.01), r.uniform(0.9, 1.1), r.uniform(0.6, 1.0))
         x = synth(words, lang, spk, noise=0.01, r=r)
         name = f"{zlib.crc32(f'{lang}{split}{i}'.encode()):010d}.wav"
         sf.write(adir / name, x, FS, subtype="PCM_16")
@@ -105,7 +113,7 @@ def write_common_voice(out: Path, lang: str, n: int) -> None:
     rows = []
     for i, words in enumerate(sentences(lang, "cv", n)):
         r = _rng("cv", lang, i)
-        spk = (r.uniform(0.97, 1.03), r.uniform(0.85, 1.15), r.uniform(0.4, 1.2))
+        spk = (r.uniform(0.98, 1.02), r.uniform(0.85, 1.15), r.uniform(0.4, 1.2))
         x = synth(words, lang, spk, noise=0.03, r=r)
         name = f"common_voice_{cv}_{i:05d}.wav"
         sf.write(d / "clips" / name, x, FS, subtype="PCM_16")

@@ -16,7 +16,6 @@ into our columns, and every number of ours names the file it came from.
 
 import argparse
 import json
-import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,8 +95,13 @@ def flatten(d, prefix=""):
             yield f"{prefix}{k}", v
 
 
+#: modality_gap.json summary fields, in table order (others follow).
+GAP_KEYS = ["ot_cost", "matched_cos", "retrieval_r1", "retrieval_r5", "chance_r1", "n_utts", "n_skipped"]
+
+
 def gap_table(results):
-    rows, keys = [], []
+    rows, keys = [], [k for k in GAP_KEYS if any(
+        k in g.get("summary", g) for r in results.values() for g, _ in r["gap"].values())]
     for name, r in results.items():
         for ts, (g, _) in r["gap"].items():
             for k, _ in flatten(g.get("summary", g)):
