@@ -89,6 +89,11 @@ def test_train_collect_stats_decode_gap(tmp_path):
         {"llm"} if "lora" in conf2["llm_conf"] else set()
     )
     assert all("lora_" in k for k in keys2 if k.startswith("llm."))
+    # resume: a second epoch from exp/p2/checkpoint.pth (model without frozen weights)
+    proc = run(["espnet_otreg.bin.slm_train", "--config", "phase2.yaml", "--output_dir",
+                "exp/p2", "--resume", "true", "--max_epoch", "2", *shapes, *common], tmp_path)
+    assert "2epoch results" in proc.stderr and "1epoch results" not in proc.stderr
+    assert (tmp_path / "exp/p2/2epoch.pth").exists()
     model = tmp_path / "exp/p2/1epoch.pth"
 
     # decoding, single job and --nj 2
