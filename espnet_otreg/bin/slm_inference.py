@@ -48,6 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_size", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=None)
     p.add_argument("--length_penalty", type=float, default=1.0)
+    p.add_argument("--repetition_penalty", type=float, default=1.0)
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes")
     p.add_argument("--log_level", default="INFO")
     return p
@@ -105,6 +106,7 @@ def decode(args) -> None:
         texts, reasons = s2t(
             batch, utt_id=keys, beam_size=args.beam_size,
             max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty,
+            repetition_penalty=args.repetition_penalty,
         )
         for k, t, r in zip(keys, texts, reasons):
             out[k] = t

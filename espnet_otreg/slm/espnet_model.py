@@ -371,13 +371,16 @@ class ESPnetSLMModel(AbsESPnetModel):
         beam_size: int = 1,
         max_new_tokens: Optional[int] = None,
         length_penalty: float = 1.0,
+        repetition_penalty: float = 1.0,
         utt_id: Optional[List[str]] = None,
         **kwargs,
     ) -> Tuple[List[List[int]], List[Optional[str]]]:
         """Greedy (``beam_size=1``) or beam decoding of a batch through ``llm.generate``.
 
         Returns per utterance the hypothesis token ids (without eos) and None, or an
-        empty list and the reason it was skipped.
+        empty list and the reason it was skipped. Every search option is set here, so
+        the LLM's own generation_config (e.g. sampling or a repetition penalty of a chat
+        model) does not leak in.
         """
         from transformers import GenerationConfig
 
@@ -406,7 +409,9 @@ class ESPnetSLMModel(AbsESPnetModel):
         new = min(max_new_tokens or self.max_new_tokens, budget)
         config = GenerationConfig(
             max_new_tokens=max(new, 1), num_beams=beam_size, do_sample=False,
-            length_penalty=length_penalty, eos_token_id=self.eos_token_id,
+            length_penalty=length_penalty, repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=0, temperature=1.0, top_k=None, top_p=1.0,
+            eos_token_id=self.eos_token_id,
             pad_token_id=self.pad_token_id, bos_token_id=None,
         )
         out = self.llm.generate(

@@ -159,7 +159,12 @@ def test_decode_batch_of_different_lengths(dirs):
     pre = SLMTask.build_preprocess_fn(args, False)
     items = [("a", 16000, None, "en_us"), ("b", 5000, None, "fr_fr"), ("c", 24000, None, "en_us")]
     uids, batch = make_batch(pre, items, with_text=False)
+    # a chat model's sampling / repetition defaults must not leak into decoding
+    model.llm.generation_config.do_sample = True
+    model.llm.generation_config.temperature = 0.7
+    model.llm.generation_config.repetition_penalty = 5.0
     hyps, reasons = model.generate(**batch, utt_id=uids, max_new_tokens=6)
+    assert model.generate(**batch, max_new_tokens=6)[0] == hyps  # deterministic
     assert reasons == [None, None, None]
     assert all(1 <= len(h) <= 6 for h in hyps)
     text = [pre.tokenizer.decode(h, skip_special_tokens=True) for h in hyps]
