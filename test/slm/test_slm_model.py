@@ -309,3 +309,25 @@ def test_padding_does_not_change_the_loss(dirs):
         total += float(model(**one)[1]["loss_ce"]) * n
         n_tok += n
     assert abs(float(both) - total / n_tok) < 1e-4
+
+
+def test_espnet_frontend_and_encoder(dirs):
+    """An ESPnet fbank frontend + Transformer encoder instead of Whisper (phase 2, trained)."""
+    args = task_args(*dirs, phase=2, lambda_ot=0.3, freeze_encoder=False)
+    args.frontend = "default"
+    args.frontend_conf = dict(n_fft=400, hop_length=160, n_mels=20)
+    args.normalize = "utterance_mvn"
+    args.normalize_conf = {}
+    args.encoder = "transformer"
+    args.encoder_conf = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=1,
+                             input_layer="conv2d")
+    model = SLMTask.build_model(args)
+    pre = SLMTask.build_preprocess_fn(args, True)
+    uids, batch = make_batch(pre, ITEMS)
+    loss, stats, _ = model(**batch, utt_id=uids)
+    loss.sum().backward()
+    assert model.encoder.encoders[0].self_attn.linear_q.weight.grad is not None
+    sd = model.state_dict()
+    assert any(k.startswith("encoder.") for k in sd) and not any(k.startswith("llm.") for k in sd)
+    feats = model.collect_feats(batch["speech"], batch["speech_lengths"])
+    assert feats["feats"].shape[-1] == 20
