@@ -124,8 +124,8 @@ def _run(a) -> int:
 
         r = score(a.ref, a.hyp, a.utt2spk, a.out, a.backend)
         print(f"score: {a.out}/result.txt ({r['backend']}): {r['n_snt']} utts, "
-              f"{r['n_wrd']} tokens, Err {r['err']:.2f}% (S {r['sub']} D {r['del']} "
-              f"I {r['ins']}), S.Err {r['snt_err']:.1f}%")
+              f"{r['n_wrd']} tokens, error rate {r.get('cer', r['err']):.2f}% "
+              f"(Sub {r['sub']}% Del {r['del']}% Ins {r['ins']}%), S.Err {r['snt_err']}%")
     return 0
 
 

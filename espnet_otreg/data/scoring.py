@@ -142,16 +142,38 @@ _SUM = re.compile(r"\|\s*Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.]+)\s+([\d.]+)
                   r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*\|")
 
 
+_SCORES = re.compile(r"^Scores: \(#C #S #D #I\)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)")
+
+
 def parse_result(path: PathLike) -> Dict[str, float]:
-    """The ``Sum/Avg`` row of a ``result.txt`` (sclite's or ours): ``n_snt``, ``n_wrd``,
-    ``corr``, ``sub``, ``del``, ``ins``, ``err``, ``snt_err``."""
+    """The numbers of a ``result.txt`` (sclite's ``-o all`` or ours).
+
+    From the ``Sum/Avg`` row (one decimal, as sclite prints them): ``n_snt``, ``n_wrd``,
+    ``corr``, ``sub``, ``del``, ``ins``, ``err``, ``snt_err``. From the per-utterance
+    ``Scores: (#C #S #D #I)`` lines, when present, the exact counts ``n_corr``,
+    ``n_sub``, ``n_del``, ``n_ins`` and ``cer`` = 100 (S + D + I) / (C + S + D),
+    unrounded (papers report two decimals).
+    """
+    out: Dict[str, float] = {}
+    counts = [0, 0, 0, 0]
+    n_scores = 0
     for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         m = _SUM.search(line)
-        if m:
+        if m and not out:
             v = [float(x) for x in m.groups()]
-            return dict(n_snt=int(v[0]), n_wrd=int(v[1]), corr=v[2], sub=v[3],
-                        **{"del": v[4]}, ins=v[5], err=v[6], snt_err=v[7])
-    raise ValueError(f"{path}: no Sum/Avg row")
+            out = dict(n_snt=int(v[0]), n_wrd=int(v[1]), corr=v[2], sub=v[3],
+                       **{"del": v[4]}, ins=v[5], err=v[6], snt_err=v[7])
+        m = _SCORES.match(line)
+        if m:
+            n_scores += 1
+            counts = [a + int(b) for a, b in zip(counts, m.groups())]
+    if not out:
+        raise ValueError(f"{path}: no Sum/Avg row")
+    if n_scores:
+        c, s_, d, i = counts
+        out.update(n_corr=c, n_sub=s_, n_del=d, n_ins=i,
+                   cer=100.0 * (s_ + d + i) / max(c + s_ + d, 1))
+    return out
 
 
 def score(
@@ -198,10 +220,14 @@ def score(
                            stdout=f, check=True)
     elif backend == "python":
         per_spk: Dict[str, Counts] = {}
+        per_utt = []
         for u, r in ref.items():
-            per_spk.setdefault(spk[u], Counts()).add(align(char_tokens(r),
-                                                           char_tokens(hyp[u])))
-        result.write_text(summary_table(per_spk, str(out / "hyp.trn")), encoding="utf-8")
+            c = align(char_tokens(r), char_tokens(hyp[u]))
+            per_spk.setdefault(spk[u], Counts()).add(c)
+            per_utt.append(f"id: ({spk[u]}-{u})\nScores: (#C #S #D #I) "
+                           f"{c.corr} {c.sub} {c.dele} {c.ins}\n")
+        result.write_text(summary_table(per_spk, str(out / "hyp.trn")) + "\n"
+                          + "\n".join(per_utt), encoding="utf-8")
     else:
         raise ValueError(f"backend must be auto, sclite or python, not {backend!r}")
     nums = parse_result(result)

@@ -64,6 +64,8 @@ def test_score_python_writes_espnet_files(tmp_path):
     trn = (tmp_path / "o" / "ref.trn").read_text(encoding="utf-8").splitlines()
     assert trn[0] == "我 是 学 生\t(s1-s1a)"
     assert parse_result(tmp_path / "o" / "result.txt")["err"] == r["err"]
+    assert (r["n_corr"], r["n_sub"], r["n_del"], r["n_ins"]) == (8, 0, 1, 1)
+    assert r["cer"] == pytest.approx(200 / 9)
     assert char_tokens("a b") == ["a", "<space>", "b"]
 
 
@@ -94,4 +96,4 @@ def test_python_scorer_equals_sclite(tmp_path):
     a = score(tmp_path / "ref", tmp_path / "hyp", tmp_path / "utt2spk", tmp_path / "sc", "sclite")
     b = score(tmp_path / "ref", tmp_path / "hyp", tmp_path / "utt2spk", tmp_path / "py", "python")
     a.pop("backend"), b.pop("backend")
-    assert a == b
+    assert a == b and "n_sub" in a

@@ -244,7 +244,8 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
   train_pid=$!
   # Progress: ESPnet's per-epoch summaries from the log while training runs.
   tail -n 0 -f --pid "${train_pid}" "${asr_exp}/train.log" \
-    | grep --line-buffered -E "epoch results|averaged|Traceback|Error" &
+    | grep --line-buffered -E "epoch results|Traceback|Error" \
+    | sed -u -E 's/.* ([0-9]+epoch) results: .*\[valid\] (.*)/  \1 valid: \2/; s/^(.{160}).*/\1/' &
   wait "${train_pid}" || { log "training failed:"; tail -30 "${asr_exp}/train.log"; exit 1; }
   [ -f "${asr_exp}/${inference_asr_model}" ] || { log "no ${asr_exp}/${inference_asr_model} after training"; exit 1; }
 fi
@@ -253,7 +254,7 @@ model_tag="${inference_asr_model%.pth}"
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
   for conf in ${inference_configs}; do
     for dset in ${test_sets}; do
-      _dir="${asr_exp}/decode_$(basename "${conf}" .yaml)_${model_tag}/${dset}"
+      _dir="${asr_exp}/$(basename "${conf}" .yaml)_asr_model_${model_tag}/${dset}"
       if [ -f "${_dir}/text" ]; then log "Stage 12: ${_dir}/text exists, keeping it"; continue; fi
       _logdir="${_dir}/logdir"; mkdir -p "${_logdir}"
       _nj=$(( inference_nj < $(wc -l <"${dumpdir}/raw/${dset}/wav.scp") ? inference_nj : $(wc -l <"${dumpdir}/raw/${dset}/wav.scp") ))
@@ -291,7 +292,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
   log "Stage 13: score CER (sclite if installed, else Python with sclite's weights)"
   for conf in ${inference_configs}; do
     for dset in ${test_sets}; do
-      _dir="${asr_exp}/decode_$(basename "${conf}" .yaml)_${model_tag}/${dset}"
+      _dir="${asr_exp}/$(basename "${conf}" .yaml)_asr_model_${model_tag}/${dset}"
       python -m espnet_otreg.data.cli score --ref "${dumpdir}/raw/${dset}/text" \
         --hyp "${_dir}/text" --utt2spk "${dumpdir}/raw/${dset}/utt2spk" --out "${_dir}/score_cer"
     done
@@ -319,7 +320,7 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
   if [ "${check_export_utts}" -gt 0 ]; then
     # The export must decode with stock ESPnet alone, exactly like our model did.
     _conf=$(echo ${inference_configs} | awk '{print $1}')
-    _ref="${asr_exp}/decode_$(basename "${_conf}" .yaml)_${model_tag}/test/text"
+    _ref="${asr_exp}/$(basename "${_conf}" .yaml)_asr_model_${model_tag}/test/text"
     _chk="${export_dir}/check"; mkdir -p "${_chk}"
     head -n "${check_export_utts}" "${dumpdir}/raw/test/wav.scp" >"${_chk}/keys.scp"
     python -m espnet2.bin.asr_inference --batch_size 1 --ngpu 0 \

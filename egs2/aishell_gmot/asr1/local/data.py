@@ -23,8 +23,8 @@ import logging
 import sys
 from pathlib import Path
 
-from espnet_otreg.data.datadir import read_kv, validate_data_dir, write_data_dir, write_kv
-from espnet_otreg.data.download import download, extract_tar
+from espnet_otreg.data.datadir import DataDirError, read_kv, validate_data_dir, write_data_dir, write_kv
+from espnet_otreg.data.download import DownloadError, download, extract_tar
 
 # Published MD5s of openslr resource 33 (as listed by the corpus mirrors and used by
 # other toolkits' download scripts).
@@ -108,6 +108,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("data"))
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(name)s) %(message)s")
+    try:
+        run(a)
+    except (DataDirError, DownloadError) as e:
+        sys.exit(f"ERROR: {e}")
+
+
+def run(a) -> None:
     if a.aishell_dir is None:
         md5 = dict(MD5)
         if a.md5sums:

@@ -3,7 +3,7 @@
 
 For every system (a config of conf/ or conf/tuning/, or any ``<expdir>/asr_*`` dir)
 and decoding setup: CER on dev and test read from
-``<expdir>/asr_<tag>/decode_<decode>_<model>/<set>/score_cer/result.txt``, with the
+``<expdir>/asr_<tag>/<decode config>_asr_model_<model>/<set>/score_cer/result.txt``, with the
 config, the model file and the decoding config. A system that was not trained or
 scored shows "-". Published numbers are listed in a separate table, marked as such.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 from pathlib import Path
 
 from espnet_otreg.data.scoring import parse_result
@@ -29,7 +28,6 @@ SYSTEMS = [  # (tag, what it is)
     ("train_asr_gmot_alpha0.1", "GM-OT alpha 0.1"),
     ("train_asr_gmot_alpha0.5", "GM-OT alpha 0.5"),
 ]
-DECODES = ("decode_ctc_greedy", "decode_ctc_beam")
 PUBLISHED = [  # from the papers / ESPnet's egs2/aishell RESULTS (not produced here)
     ("GM-OT paper: baseline Conformer-CTC", "-", "5.76"),
     ("GM-OT paper: GM-OT", "-", "4.04"),
@@ -44,9 +42,9 @@ PUBLISHED = [  # from the papers / ESPnet's egs2/aishell RESULTS (not produced h
 def decode_dirs(exp: Path):
     """(decode name, model file, {set: numbers}) for each decode dir of ``exp``."""
     out = []
-    for d in sorted(exp.glob("decode_*")):
-        m = re.match(r"(decode_.+?)_(valid\..+|[^_]+\.ave|\d+epoch)$", d.name)
-        dec, model = (m.group(1), m.group(2) + ".pth") if m else (d.name, "?")
+    for d in sorted(exp.glob("*_asr_model_*")):  # asr.sh: <decode config>_asr_model_<model>
+        dec, model = d.name.split("_asr_model_", 1)
+        model += ".pth"
         nums = {}
         for s in SETS:
             r = d / s / "score_cer" / "result.txt"
@@ -61,12 +59,16 @@ def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path):
     conf = next((str(p) for p in (conf_dir / f"{tag}.yaml", conf_dir / "tuning" / f"{tag}.yaml",
                                   conf_dir / "mini" / f"{tag}.yaml") if p.is_file()),
                 str(exp / "config.yaml"))
+    if (exp / "config.yaml").is_file():  # the config it was trained with
+        import yaml
+
+        conf = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8")).get("config") or conf
     found = decode_dirs(exp) if exp.is_dir() else []
     if not found:
         return [(what, conf, "-", "-", "-", "-")], []
     rows, details = [], []
     for dec, model, nums in found:
-        cer = [f"{nums[s]['err']:.2f}" if s in nums else "-" for s in SETS]
+        cer = [f"{nums[s].get('cer', nums[s]['err']):.2f}" if s in nums else "-" for s in SETS]
         rows.append((what, conf, f"{dec}.yaml",
                      f"{exp}/{model}", *cer))
         for s in SETS:
