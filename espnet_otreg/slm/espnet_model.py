@@ -426,3 +426,26 @@ class ESPnetSLMModel(AbsESPnetModel):
                 ids.append(t)
             hyps[i] = ids
         return hyps, reasons
+
+
+class SLMStatsModel(AbsESPnetModel):
+    """What ``--collect_stats`` needs: the frontend's features, nothing else.
+
+    ESPnet's collect-stats stage builds the model only to call ``collect_feats`` (shape
+    files and feature statistics for ``normalize: global_mvn``). Loading a multi-GB
+    LLM and Whisper encoder on every CPU job for that would be waste, so ``SLMTask``
+    builds this instead when ``--collect_stats true``.
+    """
+
+    def __init__(self, frontend: Optional[torch.nn.Module] = None):
+        super().__init__()
+        self.frontend = frontend
+        # ESPnet builds the optimizer (and a model summary that divides by the number
+        # of parameters) before it branches to collect stats: one unused scalar.
+        self.placeholder = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("SLMStatsModel only collects statistics (--collect_stats true)")
+
+    def collect_feats(self, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
+        return ESPnetSLMModel.collect_feats(self, speech, speech_lengths)

@@ -30,6 +30,7 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.tasks import asr as asr_task
 from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
@@ -38,7 +39,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool
 
 from espnet_otreg.slm.encoder import HFWhisperEncoder
-from espnet_otreg.slm.espnet_model import ESPnetSLMModel
+from espnet_otreg.slm.espnet_model import ESPnetSLMModel, SLMStatsModel
 from espnet_otreg.slm.llm import load_llm
 from espnet_otreg.slm.projector import FrameStackProjector
 from espnet_otreg.slm.prompt import DEFAULT_TEMPLATE, SLMPreprocessor
@@ -163,8 +164,16 @@ class SLMTask(AbsTask):
         return ("lang", "text") if inference else ("lang",)
 
     @classmethod
-    def build_model(cls, args: argparse.Namespace) -> ESPnetSLMModel:
+    def build_model(cls, args: argparse.Namespace) -> AbsESPnetModel:
+        """The SLM; with ``--collect_stats true`` only its frontend (no LLM/encoder load)."""
         from transformers import AutoTokenizer
+
+        if getattr(args, "collect_stats", False):
+            name = getattr(args, "frontend", None)
+            frontend = None
+            if name is not None:
+                frontend = frontend_choices.get_class(name)(**(args.frontend_conf or {}))
+            return SLMStatsModel(frontend)
 
         model_conf = dict(_model_defaults(), **(args.model_conf or {}))
         phase = int(model_conf.get("phase", 2))

@@ -331,3 +331,15 @@ def test_espnet_frontend_and_encoder(dirs):
     assert any(k.startswith("encoder.") for k in sd) and not any(k.startswith("llm.") for k in sd)
     feats = model.collect_feats(batch["speech"], batch["speech_lengths"])
     assert feats["feats"].shape[-1] == 20
+
+
+def test_collect_stats_builds_no_llm(dirs):
+    from espnet_otreg.slm.espnet_model import SLMStatsModel
+
+    args = task_args(*dirs, phase=1)
+    args.collect_stats = True
+    model = SLMTask.build_model(args)
+    assert isinstance(model, SLMStatsModel) and sum(p.numel() for p in model.parameters()) == 1
+    speech, lens = torch.randn(2, 800), torch.tensor([800, 500])
+    out = model.collect_feats(speech, lens)
+    assert out["feats"] is speech and out["feats_lengths"] is lens
