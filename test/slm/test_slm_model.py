@@ -343,3 +343,28 @@ def test_collect_stats_builds_no_llm(dirs):
     speech, lens = torch.randn(2, 800), torch.tensor([800, 500])
     out = model.collect_feats(speech, lens)
     assert out["feats"] is speech and out["feats_lengths"] is lens
+
+
+def test_full_llm_finetuning_in_phase2_only(dirs):
+    """llm_conf.freeze false (e.g. a random mini LLM): trained and saved in phase 2 only."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    args1 = task_args(*dirs, phase=1)
+    args1.llm_conf["freeze"] = False
+    p1 = SLMTask.build_model(args1)
+    assert all(n.startswith("projector.") for n in trainable(p1))
+    args2 = task_args(*dirs, phase=2)
+    args2.llm_conf["freeze"] = False
+    p2 = SLMTask.build_model(args2)
+    assert any(n.startswith("llm.") for n in trainable(p2))
+    assert any(k.startswith("llm.") for k in p2.state_dict())
+    # phase 2 initialised from a phase-1 file that has the projector only (--init_param)
+    with torch.no_grad():
+        p1.projector.mlp[0].weight.fill_(0.5)
+    import tempfile, os
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "p1.pth")
+        torch.save(p1.state_dict(), path)
+        load_pretrained_model(path, p2, ignore_init_mismatch=False, map_location="cpu")
+    assert torch.all(p2.projector.mlp[0].weight == 0.5)
