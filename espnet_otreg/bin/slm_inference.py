@@ -178,7 +178,8 @@ def main(cmd=None):
     argv = list(sys.argv[1:] if cmd is None else cmd)
     args = get_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     if args.nj > 1:
         run_parallel(args, argv)

@@ -106,7 +106,9 @@ class ESPnetSLMModel(AbsESPnetModel):
         if phase not in (1, 2):
             raise ValueError(f"phase must be 1 or 2, got {phase}")
         if lambda_ot < 0 or ctc_weight < 0:
-            raise ValueError(f"lambda_ot and ctc_weight must be >= 0, got {lambda_ot}, {ctc_weight}")
+            raise ValueError(
+                f"lambda_ot and ctc_weight must be >= 0, got {lambda_ot}, {ctc_weight}"
+            )
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
         self.encoder, self.projector, self.llm = encoder, projector, llm
         self.eos_token_id, self.pad_token_id = int(eos_token_id), int(pad_token_id)
@@ -237,13 +239,20 @@ class ESPnetSLMModel(AbsESPnetModel):
 
     def _check_batch(self, z_lens, text_lengths, pre_lens, post_lens, utt_id, extra_tokens):
         """Bool ``(B,)`` valid mask and per-reason counts; logs skipped utterances."""
-        empty = (text_lengths == 0) if text_lengths is not None else torch.zeros_like(z_lens, dtype=torch.bool)
+        if text_lengths is None:
+            empty = torch.zeros_like(z_lens, dtype=torch.bool)
+        else:
+            empty = text_lengths == 0
         short = z_lens == 0
         total = pre_lens + z_lens + post_lens + extra_tokens
         if text_lengths is not None:
             total = total + text_lengths + 1
         long = total > self.max_context
-        counts = {"skip_empty": empty, "skip_short": short & ~empty, "skip_long": long & ~short & ~empty}
+        counts = {
+            "skip_empty": empty,
+            "skip_short": short & ~empty,
+            "skip_long": long & ~short & ~empty,
+        }
         valid = ~(empty | short | long)
         if not bool(valid.all()):
             for reason, bad in counts.items():
@@ -306,7 +315,9 @@ class ESPnetSLMModel(AbsESPnetModel):
         )
         logits = out.logits[:, :-1].float()
         target = labels[:, -k:]
-        loss_ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
+        loss_ce = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100
+        )
         with torch.no_grad():
             real = target != -100
             acc = ((logits.argmax(-1) == target) & real).sum() / real.sum()

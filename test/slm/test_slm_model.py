@@ -47,7 +47,8 @@ def test_forward_backward(dirs, lambda_ot):
     loss.sum().backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert set(grads) == {n for n in grads if n.startswith("projector.")}
-    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads.values())
+    for g in grads.values():
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
 
 
 def test_ot_gradient_is_added(dirs):
@@ -67,7 +68,8 @@ def test_ot_gradient_is_added(dirs):
 def test_phase1_trains_projector_only_llm_unchanged(dirs):
     model, pre, _ = build(dirs, phase=1, lambda_ot=0.3, ctc_weight=0.5)
     assert model.lambda_ot == 0.0 and model.ctc_weight == 0.0
-    assert trainable(model) == sorted(n for n, _ in model.projector.named_parameters(prefix="projector"))
+    projector = model.projector.named_parameters(prefix="projector")
+    assert trainable(model) == sorted(n for n, _ in projector)
     llm_before = copy.deepcopy(model.llm.state_dict())
     enc_before = copy.deepcopy(model.encoder.state_dict())
     proj_before = copy.deepcopy(model.projector.state_dict())
@@ -83,7 +85,8 @@ def test_phase1_trains_projector_only_llm_unchanged(dirs):
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, enc_before[k]), k
     assert any(not torch.equal(v, proj_before[k]) for k, v in model.projector.state_dict().items())
-    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("projector."))
+    for n, p in model.named_parameters():
+        assert n.startswith("projector.") or p.grad is None, n
 
 
 def test_phase2_lora_and_encoder_trainable(dirs):
@@ -220,7 +223,8 @@ def test_prompt_too_long_for_context(short_ctx_dirs, caplog):
         **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=50
     )
     assert reasons[0] is None and reasons[1] == "prompt and speech longer than the LLM context"
-    n_prompt = int(batch["prompt_pre_lengths"][0] + batch["prompt_post_lengths"][0]) + 8000 // 160 // 2 // 4
+    n_speech = 8000 // 160 // 2 // 4  # mel frames -> encoder frames -> stack 4
+    n_prompt = int(batch["prompt_pre_lengths"][0] + batch["prompt_post_lengths"][0]) + n_speech
     assert len(hyps[0]) <= 40 - n_prompt
 
 
