@@ -118,3 +118,19 @@ def test_train_collect_stats_decode_gap(tmp_path):
     summary = json.loads((tmp_path / "gap/modality_gap.json").read_text())["summary"]
     assert summary["n_utts"] == 6 and 0.0 <= summary["retrieval_r1"] <= 1.0
     assert (tmp_path / "gap/modality_gap.png").stat().st_size > 1000
+    assert "| fr_fr | 2 |" in (tmp_path / "gap/modality_gap.md").read_text()
+
+
+def test_retrieval_chunked_equals_full_matrix():
+    import torch
+
+    from espnet_otreg.bin.modality_gap import retrieval
+
+    s = torch.randn(300, 8)
+    t = s + torch.randn(300, 8)
+    block, r1, r5 = retrieval([s[:100], s[100:]], [t[:100], t[100:]], chunk=64, n_plot=10)
+    sim = torch.nn.functional.normalize(s, dim=-1) @ torch.nn.functional.normalize(t, dim=-1).T
+    rank = (sim > sim.diagonal()[:, None]).sum(1)
+    assert abs(r1 - float((rank < 1).float().mean())) < 1e-6
+    assert abs(r5 - float((rank < 5).float().mean())) < 1e-6
+    assert 0 < r1 < r5 < 1 and block.shape == (10, 10)
