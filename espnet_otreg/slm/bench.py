@@ -81,6 +81,7 @@ def build_bench_models(device: str, preset: str) -> List[Tuple[str, torch.nn.Mod
             eos_token_id=1, pad_token_id=0, phase=2, lambda_ot=lam, ot_stats=False,
             pretrained_prefixes=("llm.", "encoder.model."),
         ).to(device)
+        model.train()  # as the trainer does: frozen submodules stay in eval mode
         models.append((name, model))
 
     B = p["batch"]
