@@ -52,7 +52,9 @@ def get_parser() -> argparse.ArgumentParser:
 def measure(model, loader, device):
     emb = model.llm.get_input_embeddings()
     rows, speech_pool, text_pool, skipped = [], [], [], {}
-    for keys, batch in loader:
+    for step, (keys, batch) in enumerate(loader, 1):
+        if step % 20 == 0:
+            logging.info(f"modality gap: {len(rows) + len(skipped)} utterances measured")
         batch = {k: v.to(device) for k, v in batch.items()}
         z, z_lens = model.encode(batch["speech"], batch["speech_lengths"])
         text, t_lens = batch["text"], batch["text_lengths"]
