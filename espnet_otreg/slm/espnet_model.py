@@ -162,6 +162,33 @@ class ESPnetSLMModel(AbsESPnetModel):
             if any(".".join(parts[i:]) in frozen for i in range(len(parts))):
                 missing.remove(key)
 
+    def to(self, *args, **kwargs):
+        """Like ``Module.to``, but a dtype leaves the pretrained modules alone.
+
+        ESPnet's trainer calls ``model.to(dtype=train_dtype, device=...)`` (float32 by
+        default) after building the model, which would undo ``dtype: auto`` (bf16) of the
+        frozen LLM and encoder; they move device but keep the dtype they were loaded in.
+        """
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if dtype is None:
+            return super().to(*args, **kwargs)
+        if device is not None:
+            super().to(device=device, non_blocking=non_blocking)
+        keep = [self.get_submodule(p.rstrip(".")) for p in self.pretrained_prefixes]
+
+        def convert(t):
+            return t.to(dtype, non_blocking=non_blocking) if t.is_floating_point() else t
+
+        def cast(module):
+            if any(module is k for k in keep):
+                return
+            module._apply(convert, recurse=False)
+            for child in module.children():
+                cast(child)
+
+        cast(self)
+        return self
+
     def train(self, mode: bool = True):
         """Frozen submodules stay in eval mode (no dropout in fixed feature extractors)."""
         super().train(mode)

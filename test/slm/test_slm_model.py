@@ -372,3 +372,24 @@ def test_full_llm_finetuning_in_phase2_only(dirs):
         torch.save(p1.state_dict(), path)
         load_pretrained_model(path, p2, ignore_init_mismatch=False, map_location="cpu")
     assert torch.all(p2.projector.mlp[0].weight == 0.5)
+
+
+def test_bf16_llm_survives_trainer_cast(dirs):
+    """ESPnet's trainer does model.to(dtype=float32): the bf16 LLM must stay bf16."""
+    args = task_args(*dirs, phase=2, lambda_ot=0.3)
+    args.llm_conf["dtype"] = "bfloat16"
+    args.encoder_conf["dtype"] = "bfloat16"
+    model = SLMTask.build_model(args)
+    model = model.to(dtype=torch.float32, device="cpu")
+    assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert model.encoder.model.conv1.weight.dtype == torch.bfloat16
+    assert model.projector.mlp[0].weight.dtype == torch.float32
+    model.to(torch.float64)
+    assert model.projector.mlp[0].weight.dtype == torch.float64
+    model.to(torch.float32)
+    pre = SLMTask.build_preprocess_fn(args, True)
+    uids, batch = make_batch(pre, ITEMS)
+    loss, stats, _ = model(**batch, utt_id=uids)
+    assert torch.isfinite(loss).all() and torch.isfinite(stats["loss_ot"])
+    loss.sum().backward()
+    assert model.projector.mlp[0].weight.grad.dtype == torch.float32
