@@ -20,6 +20,7 @@ MAX_CER = 40.0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_mini_recipe_all_stages(tmp_path):
     work = tmp_path / "asr1"
     work.mkdir()
@@ -29,7 +30,7 @@ def test_mini_recipe_all_stages(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env['PATH']}"
     r = subprocess.run(["bash", "run.sh", "--mini", "true"], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=1700)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-5000:]
     for n in (1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16):

@@ -101,6 +101,7 @@ asr_stats_dir="${expdir}/asr_stats_raw_zh_char_sp"
 asr_exp="${expdir}/asr_${asr_tag}"
 train_sp="${train_set}_sp"
 
+[ -f "${asr_config}" ] || { log "no such config: ${asr_config}"; exit 1; }
 # GM-OT with cached teacher features needs stage 6 and an extra data key.
 read -r model_name teacher_source < <(python -c '
 import sys, yaml
