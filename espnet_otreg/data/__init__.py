@@ -10,6 +10,8 @@
   feasibility, reporting each (ESPnet stage 4).
 - :mod:`espnet_otreg.data.scoring`: CER/WER with ``sclite`` or an sclite-compatible
   Python aligner (ESPnet stage 13).
+- :mod:`espnet_otreg.data.cli`: the above as recipe commands
+  (``python -m espnet_otreg.data.cli speed_perturb|format|filter|split|merge|score``).
 
 Submodules are imported on demand (``from espnet_otreg.data.audio import ...``) so that
 importing one does not pull in the others' dependencies.

@@ -93,9 +93,16 @@ def download(
         try:
             _fetch(url, part, size, timeout)
             break
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            if isinstance(e, urllib.error.HTTPError) and e.code == 404:
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and part.exists():  # range past the end: .part is complete
+                break
+            if e.code == 404:
                 raise DownloadError(f"{url}: not found (HTTP 404)") from None
+            if attempt == retries:
+                raise DownloadError(f"{url}: HTTP {e.code} after {retries + 1} attempts") from None
+            log.warning("%s: HTTP %d; retrying (resume) in 5 s", url, e.code)
+            time.sleep(5)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
             if attempt == retries:
                 raise DownloadError(
                     f"{url}: failed after {retries + 1} attempts ({e}); "
@@ -177,9 +184,17 @@ def extract_tar(archive: PathLike, dest_dir: PathLike, remove_archive: bool = Fa
         return dest_dir
     dest_dir.mkdir(parents=True, exist_ok=True)
     root = dest_dir.resolve()
+    t0 = last = time.time()
+    n_done = size_done = 0
     try:
         with tarfile.open(archive) as tar:
             for m in tar:
+                if time.time() - last > 30:  # big archives take minutes: show progress
+                    last = time.time()
+                    log.info("%s: extracted %d members, %.0f MiB, %.0f s", archive.name,
+                             n_done, size_done / 2**20, last - t0)
+                n_done += 1
+                size_done += m.size
                 target = (dest_dir / m.name).resolve()
                 if m.name.startswith("/") or (root not in target.parents and target != root):
                     raise DownloadError(f"{archive}: member {m.name!r} escapes {dest_dir}")

@@ -52,6 +52,9 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404)
             return
         start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+        if start >= len(data) > 0:
+            self.send_error(416)
+            return
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
@@ -81,6 +84,16 @@ def test_download_resumes_a_partial_file(tmp_path, served):
     download(f"{url}/b.bin", tmp_path / "b.bin", md5=hashlib.md5(blob).hexdigest())
     assert (tmp_path / "b.bin").read_bytes() == blob
     assert _RangeHandler.sent == [len(blob) - 20000]  # only the rest was sent
+
+
+def test_download_complete_part_file_is_finished_without_refetch(tmp_path, served):
+    root, url = served
+    blob = b"abc" * 1000
+    (root / "d.bin").write_bytes(blob)
+    (tmp_path / "d.bin.part").write_bytes(blob)  # interrupted right before the rename
+    _RangeHandler.sent.clear()
+    download(f"{url}/d.bin", tmp_path / "d.bin", md5=hashlib.md5(blob).hexdigest())
+    assert (tmp_path / "d.bin").read_bytes() == blob and _RangeHandler.sent == []
 
 
 def test_download_checksum_mismatch_is_an_error_and_kept_aside(tmp_path, served):
