@@ -42,7 +42,7 @@ def test_mini_recipe_all_stages(tmp_path):
     for dec in ("decode_ctc_greedy", "decode_ctc_beam"):
         for dset in ("dev", "test"):
             res = exp / f"{dec}_asr_model_valid.cer_ctc.ave" / dset / "score_cer" / "result.txt"
-            cers[dec, dset] = parse_result(res)["err"]
+            cers[dec, dset] = parse_result(res)["cer"]
             # every utterance was decoded (the nj split/merge lost none)
             n_ref = len((work / "mini" / "dump" / "raw" / dset / "text").read_text().splitlines())
             assert parse_result(res)["n_snt"] == n_ref

@@ -186,14 +186,17 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
   if [ -f "${asr_stats_dir}/train/feats_stats.npz" ]; then
     log "Stage 10: ${asr_stats_dir} exists, keeping it"
   else
-    log "Stage 10: collect stats (${nj} jobs) -> ${asr_stats_dir}"
+    # No more jobs than utterances in either set (as asr.sh).
+    _nj=$(printf '%s\n' "${nj}" $(wc -l <"${dumpdir}/raw/${train_sp}/wav.scp") \
+      $(wc -l <"${dumpdir}/raw/${valid_set}/wav.scp") | sort -n | head -1)
+    log "Stage 10: collect stats (${_nj} jobs) -> ${asr_stats_dir}"
     _logdir="${asr_stats_dir}/logdir"; mkdir -p "${_logdir}"
     python -m espnet_otreg.data.cli split --scp "${dumpdir}/raw/${train_sp}/wav.scp" \
-      --out "${_logdir}/train.{}.scp" --nj "${nj}"
+      --out "${_logdir}/train.{}.scp" --nj "${_nj}"
     python -m espnet_otreg.data.cli split --scp "${dumpdir}/raw/${valid_set}/wav.scp" \
-      --out "${_logdir}/valid.{}.scp" --nj "${nj}"
+      --out "${_logdir}/valid.{}.scp" --nj "${_nj}"
     pids=()
-    for n in $(seq "${nj}"); do
+    for n in $(seq "${_nj}"); do
       python -m espnet_otreg.bin.asr_train --collect_stats true --config "${asr_config}" \
         "${common_opts[@]}" "${train_data[@]}" "${valid_data[@]}" \
         --train_shape_file "${_logdir}/train.${n}.scp" --valid_shape_file "${_logdir}/valid.${n}.scp" \
@@ -201,12 +204,12 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
         >"${_logdir}/stats.${n}.log" 2>&1 &
       pids+=($!)
     done
-    for n in $(seq "${nj}"); do
+    for n in $(seq "${_nj}"); do
       wait "${pids[$((n - 1))]}" || { log "collect stats job ${n} failed:"; tail -20 "${_logdir}/stats.${n}.log"; exit 1; }
-      log "  job ${n}/${nj} done"
+      log "  job ${n}/${_nj} done"
     done
     python -m espnet2.bin.aggregate_stats_dirs --output_dir "${asr_stats_dir}" \
-      $(for n in $(seq "${nj}"); do echo --input_dir "${_logdir}/stats.${n}"; done)
+      $(for n in $(seq "${_nj}"); do echo --input_dir "${_logdir}/stats.${n}"; done)
     # asr.sh appends the vocabulary size to the text shapes.
     for d in train valid; do
       awk -v N="$(wc -l <"${token_list}")" '{ print $0 "," N }' \
@@ -258,7 +261,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
       _dir="${asr_exp}/$(basename "${conf}" .yaml)_asr_model_${model_tag}/${dset}"
       if [ -f "${_dir}/text" ]; then log "Stage 12: ${_dir}/text exists, keeping it"; continue; fi
       _logdir="${_dir}/logdir"; mkdir -p "${_logdir}"
-      _nj=$(( inference_nj < $(wc -l <"${dumpdir}/raw/${dset}/wav.scp") ? inference_nj : $(wc -l <"${dumpdir}/raw/${dset}/wav.scp") ))
+      _nj=$(printf '%s\n' "${inference_nj}" $(wc -l <"${dumpdir}/raw/${dset}/wav.scp") | sort -n | head -1)
       log "Stage 12: decode ${dset} with ${conf} (${_nj} jobs) -> ${_dir}"
       python -m espnet_otreg.data.cli split --scp "${dumpdir}/raw/${dset}/wav.scp" \
         --out "${_logdir}/keys.{}.scp" --nj "${_nj}"

@@ -54,6 +54,8 @@ def fetch(url_base: str, download_dir: Path, md5: dict) -> Path:
 def prepare(aishell_dir: Path, out: Path) -> dict:
     """Write ``out/{train,dev,test}``; returns utterance counts per set."""
     root = aishell_dir / "data_aishell"
+    if not root.is_dir() and (aishell_dir / "transcript").is_dir():
+        root = aishell_dir  # given data_aishell/ itself
     trans_path = root / "transcript" / "aishell_transcript_v0.8.txt"
     if not trans_path.is_file():
         sys.exit(f"ERROR: {trans_path} not found: --aishell_dir must hold data_aishell/")
