@@ -116,7 +116,7 @@ def test_stage3_bad_audio_stops_or_is_skipped_and_listed(tmp_path, case):
     r = _run("-m", "espnet_otreg.data.cli", "format", "--src", d, "--dst", tmp_path / "dump")
     assert r.returncode == 1
     assert "1 of 2 utterances have unusable audio" in r.stderr
-    assert f"utterance 'u2'" in r.stderr and why in r.stderr
+    assert "utterance 'u2'" in r.stderr and why in r.stderr
     assert not (tmp_path / "dump" / ".done").exists()
     r = _run("-m", "espnet_otreg.data.cli", "format", "--src", d, "--dst", tmp_path / "dump2",
              "--skip_bad_audio")

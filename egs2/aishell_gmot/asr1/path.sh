@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Environment for run.sh. Users normally `pip install -e .` the repository (or
 # `pip install espnet-otreg`); from a source checkout without that, put the repository
 # root on PYTHONPATH so `python -m espnet_otreg...` works.
