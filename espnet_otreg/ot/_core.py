@@ -314,29 +314,28 @@ def _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps):
     error if balanced, largest change of ``u`` in the last step if unbalanced).
     """
     E = torch.exp(K + u[:, :, None] + v[:, None, :])  # 0 on padding (u or v = -inf)
-    Et = E.transpose(1, 2).contiguous()
-    one_a, one_b = torch.ones_like(a), torch.ones_like(b)
+    # Padded rows/columns of E are 0. Adding 1 to both sides there keeps their
+    # scalings at exactly 1 (not 0 / 0, and no log(0) below): a NaN or inf would
+    # leak into autodiff gradients even through entries that are masked later.
+    pad_a, pad_b = (~real_a).to(E.dtype), (~real_b).to(E.dtype)
+    a1, b1 = a + pad_a, b + pad_b
     if phi is not None:
         # u_new = phi (log a - log(E s_v) + u)  =>  s_u = (a / E s_v)^phi exp((phi-1) u)
         w_a = torch.exp((phi - 1.0) * torch.where(real_a, u, torch.zeros_like(u)))
         w_b = torch.exp((phi - 1.0) * torch.where(real_b, v, torch.zeros_like(v)))
-    s_u, s_v = one_a, one_b
+    s_u, s_v = torch.ones_like(a), torch.ones_like(b)
     for _ in range(steps):
-        # Padded rows have E = 0: divide by 1 there, not 0 (a NaN would leak into
-        # autodiff gradients even from the branch torch.where discards).
-        row = torch.where(real_a, (E * s_v[:, None, :]).sum(-1), one_a)
-        s_u_prev, s_u = s_u, a / row
+        # Matrix-vector products: one pass over E each, no (B, N, M) temporary.
+        s_u_prev = s_u
+        s_u = a1 / (torch.bmm(E, s_v[:, :, None])[..., 0] + pad_a)
         if phi is not None:
             s_u = s_u.pow(phi) * w_a
-        s_u = torch.where(real_a, s_u, one_a)
-        col = torch.where(real_b, (Et * s_u[:, None, :]).sum(-1), one_b)
-        s_v = b / col
+        s_v = b1 / (torch.bmm(s_u[:, None, :], E)[:, 0] + pad_b)
         if phi is not None:
             s_v = s_v.pow(phi) * w_b
-        s_v = torch.where(real_b, s_v, one_b)
     if phi is None:
-        mass = s_u * (E * s_v[:, None, :]).sum(-1)
-        error = torch.where(real_a, (mass - a).abs(), torch.zeros_like(a)).sum(-1)
+        mass = s_u * torch.bmm(E, s_v[:, :, None])[..., 0]
+        error = (mass - a).abs().sum(-1)  # 0 - 0 on padding
     else:
         change = torch.where(real_a, torch.log(s_u / s_u_prev).abs(), torch.zeros_like(a))
         error = change.amax(-1)
