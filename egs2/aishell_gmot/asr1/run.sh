@@ -164,8 +164,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   if "${use_teacher_cache}"; then
     log "Stage 6: teacher features (${asr_config}) -> ${dumpdir}/teacher"
     for dset in "${train_sp}" "${valid_set}"; do
+      _out="${dumpdir}/teacher/${dset}"
+      if [ -f "${_out}/feats.scp" ] && cmp -s <(cut -d' ' -f1 "${dumpdir}/raw/${dset}/text" | sort) \
+          <(cut -d' ' -f1 "${_out}/feats.scp" | sort); then
+        log "  ${_out}/feats.scp covers every utterance of ${dset}, keeping it"; continue
+      fi
       python -m espnet_otreg.bin.dump_teacher --asr_config "${asr_config}" \
-        --text "${dumpdir}/raw/${dset}/text" --output_dir "${dumpdir}/teacher/${dset}" \
+        --text "${dumpdir}/raw/${dset}/text" --output_dir "${_out}" \
         --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"
     done
   else
@@ -302,6 +307,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     done
   done
   python local/make_results.py --expdir "${expdir}" --out "${asr_exp}/RESULTS.md" --only "${asr_exp}"
+  sed -n '/^|system|/,/^$/p' "${asr_exp}/RESULTS.md"
   python local/make_results.py --expdir "${expdir}" --out "$("${mini}" && echo "${mini_dir}/RESULTS.md" || echo RESULTS.md)"
 fi
 
