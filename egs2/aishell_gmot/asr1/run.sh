@@ -18,6 +18,10 @@
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
+# Stopping this script stops its background jobs (training, parallel decoding) too;
+# run it again to resume.
+trap 'exit 130' INT TERM
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 # ----------------------------------------------------------------------------- options
 stage=1
