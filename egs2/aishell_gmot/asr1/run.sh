@@ -58,6 +58,7 @@ asr_args=                 # extra training options, e.g. "--max_epoch 10"
 inference_configs="conf/decode_ctc_greedy.yaml conf/decode_ctc_beam.yaml"
 inference_asr_model=valid.cer_ctc.ave.pth
 inference_args=
+score_backend=auto        # stage 13: auto (sclite if installed), sclite or python
 check_export_utts=10      # stage 15: decode this many test utterances with stock ESPnet
 hf_repo=                  # stage 16 runs only when set (token: $HF_TOKEN)
 
@@ -307,7 +308,8 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     for dset in ${test_sets}; do
       _dir="${asr_exp}/$(basename "${conf}" .yaml)_asr_model_${model_tag}/${dset}"
       python -m espnet_otreg.data.cli score --ref "${dumpdir}/raw/${dset}/text" \
-        --hyp "${_dir}/text" --utt2spk "${dumpdir}/raw/${dset}/utt2spk" --out "${_dir}/score_cer"
+        --hyp "${_dir}/text" --utt2spk "${dumpdir}/raw/${dset}/utt2spk" --out "${_dir}/score_cer" \
+        --backend "${score_backend}"
     done
   done
   python local/make_results.py --expdir "${expdir}" --out "${asr_exp}/RESULTS.md" --only "${asr_exp}"
