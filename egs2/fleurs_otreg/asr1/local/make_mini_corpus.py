@@ -81,7 +81,7 @@ def synth(words: list[str], lang: str, speaker: tuple[float, float, float], nois
 def sentences(lang: str, split: str, n: int) -> list[list[str]]:
     r = _rng("text", lang, split)
     words = LEXICON[lang][1]
-    return [list(r.choice(words, size=int(r.integers(2, 5)))) for _ in range(n)]
+    return [list(r.choice(words, size=int(r.integers(1, 3)))) for _ in range(n)]
 
 
 def raw_text(words: list[str]) -> str:

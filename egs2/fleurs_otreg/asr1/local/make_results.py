@@ -133,7 +133,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     results = collect(a.exp_dir)
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+        rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()
     except Exception:  # noqa: BLE001 - not a git checkout
         rev = "unknown"
