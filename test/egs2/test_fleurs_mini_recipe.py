@@ -99,4 +99,5 @@ def test_rerun_resumes_instead_of_redoing(mini_run):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "phase 1 done" in r.stderr
     assert len(re.findall(r"epoch results", (p2 / "train.log").read_text())) == 0  # resumed: nothing left
+    assert len(re.findall(r"epoch results", (p2 / "train.1.log").read_text())) == n_epochs  # kept
     assert {p: p.stat().st_mtime for p in dec.glob("output.*/text")} == stamps

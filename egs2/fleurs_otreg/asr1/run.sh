@@ -207,6 +207,10 @@ fi
 train_one() {  # $1: config, $2: exp dir, $3...: extra args
     local config=$1 dir=$2; shift 2
     mkdir -p "${dir}"
+    if [ -e "${dir}/train.log" ]; then  # a rerun resumes; keep the earlier log
+        n=1; while [ -e "${dir}/train.${n}.log" ]; do n=$((n + 1)); done
+        mv "${dir}/train.log" "${dir}/train.${n}.log"
+    fi
     log "training ${dir} with ${config} (log: ${dir}/train.log; interrupted runs resume)"
     # shellcheck disable=SC2086
     "${PYTHON}" -m espnet_otreg.bin.slm_train --config "${config}" --ngpu "${ngpu}" \
