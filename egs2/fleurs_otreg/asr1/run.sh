@@ -22,6 +22,8 @@
 #   14 pack the model (ESPnet zip)
 #   16 upload to Hugging Face (only with --skip_upload_hf false and --hf_repo)
 set -euo pipefail
+# Ctrl-C or kill also stops the background collect-stats and decoding jobs.
+trap 'trap - INT TERM; _bg=$(jobs -p); [ -z "${_bg}" ] || kill ${_bg} 2>/dev/null; exit 130' INT TERM
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
