@@ -24,7 +24,8 @@ install_requires = [
 ]
 
 extras_require = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    # peft: the LoRA tests and the FLEURS mini recipe's phase 2 (else they skip LoRA).
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "peft>=0.13"],
     "lora": ["peft>=0.13"],
 }
 extras_require["all"] = sorted({p for v in extras_require.values() for p in v})
