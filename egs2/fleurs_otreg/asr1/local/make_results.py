@@ -114,7 +114,10 @@ def gap_table(results):
     sources = []
     for name, r in results.items():
         for ts, (g, path) in r["gap"].items():
-            vals = dict(flatten(g.get("summary", g)))
+            summ = g.get("summary", g)
+            vals = dict(flatten(summ))
+            if isinstance(summ.get("ot_cost_fn"), str):  # costs are comparable only within one fn
+                ts = f"{ts} (cost: {summ['ot_cost_fn']})"
             rows.append(f"| `{name}` | {ts} | " + " | ".join(
                 "-" if k not in vals else (f"{vals[k]:.4g}" if isinstance(vals[k], float) else str(vals[k]))
                 for k in keys) + " |")
