@@ -143,3 +143,33 @@ def test_data_stage_errors_name_the_item(tmp_path):
     tsv.write_text("\n".join(rows) + "\n")
     r = subprocess.run(prep + ["--langs", "en_us"], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "train.tsv:2: utterance en_us-" in r.stderr and "empty transcript" in r.stderr
+
+
+def test_upload_needs_token_from_env_only(tmp_path):
+    packed = tmp_path / "m.zip"
+    packed.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    r = subprocess.run([sys.executable, str(RECIPE / "local/upload_hf.py"), "--packed", str(packed),
+                        "--repo", "someone/x"], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "set HF_TOKEN" in r.stderr
+
+
+def test_format_stage_names_unreadable_audio(tmp_path):
+    """Stage 3: a corrupt wav stops the stage naming the utterance; utt2lang follows."""
+    gen = _load("make_mini_corpus")
+    src = tmp_path / "fleurs"
+    gen.main([str(src), "--langs", "en_us", "--n_train", "2", "--n_dev", "1", "--n_test", "3",
+              "--n_cross", "0"])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, str(RECIPE / "local/data_prep.py"), "--langs", "en_us",
+                    "--fleurs_dir", str(src), "--data_dir", str(tmp_path / "data")], check=True,
+                   capture_output=True, env=env)
+    fmt = [sys.executable, str(RECIPE / "local/format_data.py"), "--step", "format", "--nj", "1",
+           "--src", str(tmp_path / "data/test")]
+    r = subprocess.run(fmt + ["--dst", str(tmp_path / "ok")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "ok/utt2lang").read_text().splitlines()) == 3
+    wav = sorted((src / "en_us/audio/test").glob("*.wav"))[1]
+    wav.write_bytes(b"RIFF0000WAVEjunk")
+    r = subprocess.run(fmt + ["--dst", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and f"en_us-{wav.stem}" in r.stderr and "cannot read audio" in r.stderr

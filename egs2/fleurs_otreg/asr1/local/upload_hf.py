@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Stage 16: upload a packed model to the Hugging Face Hub.
 
-The token comes only from the environment (``HF_TOKEN``) or the user's
-``huggingface-cli login``; it is never read from the command line, printed or written.
+The token comes only from the environment variable ``HF_TOKEN``; it is never read
+from the command line, printed or written.
 The zip is unpacked into the model repository (``meta.yaml``, config, weights,
 RESULTS.md), with ``RESULTS.md`` also as the model card (``README.md``).
 """
@@ -22,14 +22,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not a.packed.is_file():
         raise SystemExit(f"upload_hf.py: error: {a.packed} does not exist (stage 14 packs it)")
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise SystemExit("upload_hf.py: error: set HF_TOKEN (a Hugging Face write token) in the "
+                         "environment to upload")
     from huggingface_hub import HfApi
 
-    api = HfApi(token=os.environ.get("HF_TOKEN"))  # None: the login's token, if any
+    api = HfApi(token=token)
     try:
         api.whoami()
     except Exception as e:  # noqa: BLE001 - message must not echo a token
         raise SystemExit(f"upload_hf.py: error: not authenticated to the Hub "
-                         f"({type(e).__name__}); set HF_TOKEN or run `huggingface-cli login`")
+                         f"({type(e).__name__}); check HF_TOKEN")
     api.create_repo(a.repo, repo_type="model", private=a.private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(a.packed) as z:
