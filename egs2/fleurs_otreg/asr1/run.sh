@@ -174,19 +174,22 @@ fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     need_slm slm_train
-    log "Stage 10: collect stats (${nj} jobs) -> ${stats_dir}"
     logdir=${stats_dir}/logdir
     mkdir -p "${logdir}"
-    # One key list per job, as ESPnet's asr.sh; the jobs run in the background.
+    # One key list per job, as ESPnet's asr.sh; the jobs run in the background. No more
+    # jobs than utterances in either set (every job needs both).
+    _nj=${nj}
+    for dset in ${train_set} ${valid_set}; do
+        n_utt=$(wc -l < "${data_feats}/${dset}/wav.scp"); _nj=$(( n_utt < _nj ? n_utt : _nj ))
+    done
+    log "Stage 10: collect stats (${_nj} jobs) -> ${stats_dir}"
     for dset in ${train_set} ${valid_set}; do
         "${PYTHON}" -c "import sys; from espnet_otreg.data.datadir import split_scp
 split_scp(sys.argv[1], [f'{sys.argv[2]}/{sys.argv[3]}.{i}.scp' for i in range(1, int(sys.argv[4]) + 1)])" \
-            "${data_feats}/${dset}/wav.scp" "${logdir}" "${dset}" "${nj}"
+            "${data_feats}/${dset}/wav.scp" "${logdir}" "${dset}" "${_nj}"
     done
     pids=()
-    for n in $(seq "${nj}"); do
-        [ -s "${logdir}/${train_set}.${n}.scp" ] || continue
-        [ -s "${logdir}/${valid_set}.${n}.scp" ] || cp "${logdir}/${valid_set}.1.scp" "${logdir}/${valid_set}.${n}.scp"
+    for n in $(seq "${_nj}"); do
         "${PYTHON}" -m espnet_otreg.bin.slm_train --collect_stats true --config "${phase1_config}" \
             --ngpu 0 --num_workers 0 \
             $(data_args train "${data_feats}/${train_set}") $(data_args valid "${data_feats}/${valid_set}") \
@@ -201,7 +204,7 @@ split_scp(sys.argv[1], [f'{sys.argv[2]}/{sys.argv[3]}.{i}.scp' for i in range(1,
     done
     [ ${failed} -eq 0 ] || die "stage 10 failed"
     inputs=()
-    for n in $(seq "${nj}"); do [ -d "${logdir}/stats.${n}" ] && inputs+=(--input_dir "${logdir}/stats.${n}"); done
+    for n in $(seq "${_nj}"); do inputs+=(--input_dir "${logdir}/stats.${n}"); done
     "${PYTHON}" -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${stats_dir}" \
         > "${logdir}/aggregate.log" 2>&1 || die "aggregating stats failed: see ${logdir}/aggregate.log"
 fi
