@@ -21,6 +21,8 @@ install_requires = [
     "tqdm>=4.60",
     # ESPnet's trainer writes TensorBoard scalars and imports it unconditionally.
     "tensorboard>=2.14,<3",
+    # FLEURS stage 1 reads the Hub's parquet conversion.
+    "pyarrow>=15",
 ]
 
 extras_require = {
