@@ -319,22 +319,24 @@ def _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps):
     # leak into autodiff gradients even through entries that are masked later.
     pad_a, pad_b = (~real_a).to(E.dtype), (~real_b).to(E.dtype)
     a1, b1 = a + pad_a, b + pad_b
+    # Broadcast-multiply-sum over a contiguous last dim: faster than batched
+    # matrix-vector products (bmm) on CPU at these shapes, measured.
+    Et = E.transpose(1, 2).contiguous()
     if phi is not None:
         # u_new = phi (log a - log(E s_v) + u)  =>  s_u = (a / E s_v)^phi exp((phi-1) u)
         w_a = torch.exp((phi - 1.0) * torch.where(real_a, u, torch.zeros_like(u)))
         w_b = torch.exp((phi - 1.0) * torch.where(real_b, v, torch.zeros_like(v)))
     s_u, s_v = torch.ones_like(a), torch.ones_like(b)
     for _ in range(steps):
-        # Matrix-vector products: one pass over E each, no (B, N, M) temporary.
         s_u_prev = s_u
-        s_u = a1 / (torch.bmm(E, s_v[:, :, None])[..., 0] + pad_a)
+        s_u = a1 / ((E * s_v[:, None, :]).sum(-1) + pad_a)
         if phi is not None:
             s_u = s_u.pow(phi) * w_a
-        s_v = b1 / (torch.bmm(s_u[:, None, :], E)[:, 0] + pad_b)
+        s_v = b1 / ((Et * s_u[:, None, :]).sum(-1) + pad_b)
         if phi is not None:
             s_v = s_v.pow(phi) * w_b
     if phi is None:
-        mass = s_u * torch.bmm(E, s_v[:, :, None])[..., 0]
+        mass = s_u * (E * s_v[:, None, :]).sum(-1)
         error = (mass - a).abs().sum(-1)  # 0 - 0 on padding
     else:
         change = torch.where(real_a, torch.log(s_u / s_u_prev).abs(), torch.zeros_like(a))
