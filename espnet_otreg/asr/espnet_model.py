@@ -57,7 +57,7 @@ from espnet_otreg.asr.teacher import Teacher
 GMOT_KEYS = (
     "teacher", "teacher_layer", "teacher_source", "teacher_dim", "adapter_hidden",
     "alpha", "rho", "epsilon", "ws", "tau", "beta", "lambda_", "edge_metric",
-    "align_loss", "ot_max_iter", "ot_inner_max_iter", "ot_tol", "ot_grad",
+    "align_loss", "ot_max_iter", "ot_inner_max_iter", "ot_tol", "ot_grad", "ot_early_stop",
     "share_fused_ctc",
 )
 # Prefixes of the training-only parameters (absent from an exported CTC model).
@@ -80,8 +80,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         alpha, rho, epsilon, ws, tau: the coupling (:class:`GMOTAligner`).
         beta: weight of ``L_gmot + L_align``.
         lambda_: weight of the fused-representation CTC loss (0 disables the fusion).
-        edge_metric, align_loss, ot_max_iter, ot_inner_max_iter, ot_tol, ot_grad:
-            :class:`GMOTAligner` options.
+        edge_metric, align_loss, ot_max_iter, ot_inner_max_iter, ot_tol, ot_grad,
+            ot_early_stop: :class:`GMOTAligner` options.
         share_fused_ctc: the fused CTC uses the main CTC head (default) or its own.
 
     ``alpha: 0`` gives OT-CAKT and ``alpha: 0`` with ``rho > 0`` TOT-CAKT.
@@ -119,6 +119,7 @@ class ESPnetGMOTModel(ESPnetASRModel):
         ot_inner_max_iter: int = 50,
         ot_tol: float = 1e-4,
         ot_grad: str = "envelope",
+        ot_early_stop: bool = True,
         share_fused_ctc: bool = True,
         ctc_weight: float = 1.0,
         interctc_weight: float = 0.0,
@@ -167,6 +168,7 @@ class ESPnetGMOTModel(ESPnetASRModel):
             alpha=alpha, rho=rho, epsilon=epsilon, ws=ws, tau=tau,
             edge_metric=edge_metric, align_loss=align_loss, max_iter=ot_max_iter,
             inner_max_iter=ot_inner_max_iter, tol=ot_tol, grad=ot_grad,
+            early_stop=ot_early_stop,
         )
         if lambda_ > 0:
             self.fusion = torch.nn.Sequential()
@@ -295,7 +297,6 @@ class ESPnetGMOTModel(ESPnetASRModel):
     def _gmot_terms(self, encoder_out, encoder_out_lens, text, text_lengths, z, z_lens, stats):
         n_frames = encoder_out.shape[1]
         h_mask = torch.arange(n_frames, device=encoder_out.device)[None] < encoder_out_lens[:, None]
-        z = z[:, : int(z_lens.max()) if z_lens.numel() else 0]
         z_mask = torch.arange(z.shape[1], device=z.device)[None] < z_lens[:, None]
         h = self.adapter(encoder_out)
         out: GMOTOutput = self.gmot(h, h_mask, z, z_mask)
@@ -305,7 +306,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         extra = self.beta * (loss_gmot + loss_align)
         stats.update(loss_gmot=loss_gmot.detach(), loss_align=loss_align.detach())
         if self.fusion is not None:
-            fused = self.fusion.norm(encoder_out + self.fusion.proj(out.frames_from_tokens))
+            z_frames = out.frames_from_tokens.to(encoder_out.dtype)
+            fused = self.fusion.norm(encoder_out + self.fusion.proj(z_frames))
             ctc = self.ctc if self.ctc_fused is None else self.ctc_fused
             loss_fused = ctc(fused, encoder_out_lens, text, text_lengths)
             extra = extra + self.lambda_ * loss_fused
@@ -329,7 +331,7 @@ class ESPnetGMOTModel(ESPnetASRModel):
         ) or (None, None)
         if z is None:
             raise ValueError("coupling() needs teacher features (teacher_feats or online)")
-        h_mask = torch.arange(encoder_out.shape[1])[None].to(z.device) < encoder_out_lens[:, None]
+        h_mask = torch.arange(encoder_out.shape[1], device=z.device)[None] < encoder_out_lens[:, None]
         z_mask = torch.arange(z.shape[1], device=z.device)[None] < z_lens[:, None]
         out = self.gmot(self.adapter(encoder_out), h_mask, z, z_mask)
         return out.plan, encoder_out_lens, z_lens

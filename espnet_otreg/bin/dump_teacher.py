@@ -44,7 +44,8 @@ def read_text(path: Path) -> Dict[str, str]:
                 raise ValueError(f"{path}:{n}: not valid UTF-8 ({e})") from None
             if not line.strip():
                 continue
-            uid, _, text = line.partition(" ")
+            uid, *rest = line.split(maxsplit=1)  # a space or a tab after the id
+            text = rest[0] if rest else ""
             if uid in out:
                 raise ValueError(f"{path}:{n}: utterance {uid!r} appears twice")
             out[uid] = text.strip()

@@ -319,7 +319,9 @@ class ESPnetSLMModel(AbsESPnetModel):
             prompt_post, prompt_post_lengths = prompt_post[keep], prompt_post_lengths[keep]
         n = z.size(0)
         if n == 0:  # nothing to learn from: a zero loss that keeps the graph
-            loss = z.sum() * 0.0
+            # Every trainable parameter in it (LoRA included): DDP expects a gradient
+            # for each of them at every step.
+            loss = z.sum() * 0.0 + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
             # the same keys as every other step (ESPnet's reporter needs them)
             keys = ["loss_ce", "acc"]
             if self.lambda_ot > 0 or self.ot_stats:

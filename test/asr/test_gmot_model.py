@@ -192,3 +192,15 @@ def test_import_registers_with_stock_espnet():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_low_precision_features_keep_float32_projections():
+    """bf16 frames (``--train_dtype bfloat16`` / AMP) with float32 teacher features."""
+    torch.manual_seed(0)
+    h = torch.randn(2, 12, 8).to(torch.bfloat16)
+    z = torch.randn(2, 5, 8)
+    hm = torch.arange(12)[None] < torch.tensor([[12], [9]])
+    zm = torch.arange(5)[None] < torch.tensor([[5], [3]])
+    out = GMOTAligner(early_stop=False)(h, hm, z, zm)
+    assert out.frames_from_tokens.dtype == torch.float32
+    assert torch.isfinite(out.align).all() and torch.isfinite(out.fgw).all()

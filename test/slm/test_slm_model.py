@@ -202,7 +202,10 @@ def test_bad_input_is_skipped_and_counted(dirs, caplog):
     uids, batch = make_batch(pre, items[1:])
     loss, stats2, _ = model(**batch, utt_id=uids)
     assert float(loss.detach()) == 0.0 and set(stats2) == set(stats)
+    model.zero_grad(set_to_none=True)
     loss.sum().backward()
+    # DDP expects a gradient for every trainable parameter at every step.
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     hyps, reasons = model.generate(
         **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=3
     )

@@ -170,10 +170,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: teacher features (${asr_config}) -> ${dumpdir}/teacher"
     for dset in "${train_sp}" "${valid_set}"; do
       _out="${dumpdir}/teacher/${dset}"
-      if [ -f "${_out}/feats.scp" ] && cmp -s <(cut -d' ' -f1 "${dumpdir}/raw/${dset}/text" | sort) \
-          <(cut -d' ' -f1 "${_out}/feats.scp" | sort); then
-        log "  ${_out}/feats.scp covers every utterance of ${dset}, keeping it"; continue
-      fi
+      # dump_teacher itself skips a cache made by the same teacher and layer for the
+      # same utterances, and redoes it when the config's teacher changed.
       python -m espnet_otreg.bin.dump_teacher --asr_config "${asr_config}" \
         --text "${dumpdir}/raw/${dset}/text" --output_dir "${_out}" \
         --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"

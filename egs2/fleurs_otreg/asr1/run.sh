@@ -109,9 +109,9 @@ inference_tag=decode_$(basename "${inference_config}" .yaml)_$(basename "${infer
 stats_dir=${expdir}/slm_stats
 data_feats=${dumpdir}/raw
 
-need_slm() {  # fail early and clearly when an entry point of the SLM (issue 5) is absent
+need_slm() {  # fail early and clearly when an entry point of the SLM is absent (broken install)
     "${PYTHON}" -c "import importlib.util as u, sys; sys.exit(u.find_spec('espnet_otreg.bin.$1') is None)" \
-        || die "entry point espnet_otreg.bin.$1 is missing: this stage needs the OTReg speech-LLM (issue 5)"
+        || die "entry point espnet_otreg.bin.$1 is missing: this stage needs the OTReg speech-LLM (pip install -e the repository)"
 }
 
 # Data options shared by collect-stats and training: speech, transcript, language.
