@@ -266,9 +266,12 @@ split_scp(sys.argv[1], [f'{sys.argv[2]}/keys.{i}.scp' for i in range(1, int(sys.
                [ "$(wc -l < "${logdir}/output.${n}/text")" -eq "$(wc -l < "${logdir}/keys.${n}.scp")" ]; then
                 continue
             fi
-            # GPU decoding: job n uses GPU (n-1) mod --ngpu.
+            # GPU decoding: job n uses GPU (n-1) mod (the GPUs nvidia-smi lists).
             gpu_env=()
-            [ "${_ngpu}" -eq 0 ] || gpu_env=(env CUDA_VISIBLE_DEVICES=$(( (n - 1) % (ngpu > 0 ? ngpu : 1) )))
+            if [ "${_ngpu}" -ne 0 ]; then
+                _n_gpus=$(nvidia-smi -L 2>/dev/null | wc -l); [ "${_n_gpus}" -gt 0 ] || _n_gpus=1
+                gpu_env=(env CUDA_VISIBLE_DEVICES=$(( (n - 1) % _n_gpus )))
+            fi
             # shellcheck disable=SC2086
             "${gpu_env[@]}" "${PYTHON}" -m espnet_otreg.bin.slm_inference --slm_train_config "${asr_exp}/config.yaml" \
                 --slm_model_file "${model}" ${decode_opts} \
