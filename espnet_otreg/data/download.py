@@ -29,6 +29,16 @@ from typing import Optional, Union
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
 
+
+def _public(url: str) -> str:
+    """``url`` without user:password@ or a query string, fit for logs and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    p = urlsplit(url)
+    host = p.hostname or ""
+    netloc = host + (f":{p.port}" if p.port else "")
+    return urlunsplit((p.scheme, netloc, p.path, "", ""))
+
 _CHUNK = 1 << 20
 
 
@@ -97,25 +107,25 @@ def download(
             if e.code == 416 and part.exists():  # range past the end: .part is complete
                 break
             if e.code == 404:
-                raise DownloadError(f"{url}: not found (HTTP 404)") from None
+                raise DownloadError(f"{_public(url)}: not found (HTTP 404)") from None
             if attempt == retries:
-                raise DownloadError(f"{url}: HTTP {e.code} after {retries + 1} attempts") from None
-            log.warning("%s: HTTP %d; retrying (resume) in 5 s", url, e.code)
+                raise DownloadError(f"{_public(url)}: HTTP {e.code} after {retries + 1} attempts") from None
+            log.warning("%s: HTTP %d; retrying (resume) in 5 s", _public(url), e.code)
             time.sleep(5)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             if attempt == retries:
                 raise DownloadError(
-                    f"{url}: failed after {retries + 1} attempts ({e}); "
+                    f"{_public(url)}: failed after {retries + 1} attempts ({e}); "
                     f"{part} keeps the {part.stat().st_size if part.exists() else 0} "
                     "bytes received, run again to resume"
                 ) from None
-            log.warning("%s: %s; retrying (resume) in 5 s", url, e)
+            log.warning("%s: %s; retrying (resume) in 5 s", _public(url), e)
             time.sleep(5)
     problem = _check(part, md5, size)
     if problem is not None:
         bad = dest.with_name(dest.name + ".bad")
         os.replace(part, bad)
-        raise DownloadError(f"{url}: downloaded file {problem}; kept as {bad}. "
+        raise DownloadError(f"{_public(url)}: downloaded file {problem}; kept as {bad}. "
                             "Delete it and run again, or check the mirror.")
     os.replace(part, dest)
     log.info("%s: downloaded and verified", dest)

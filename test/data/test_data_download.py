@@ -132,3 +132,10 @@ def test_archive_member_escaping_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="escapes"):
         extract_tar(arc, tmp_path / "o")
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_logged_urls_hide_credentials():
+    from espnet_otreg.data.download import _public
+
+    assert _public("https://user:secret@host.org:8080/a/b.tgz?token=x") == "https://host.org:8080/a/b.tgz"
+    assert _public("file:///tmp/x.tgz") == "file:///tmp/x.tgz"
