@@ -294,12 +294,15 @@ class ESPnetGMOTModel(ESPnetASRModel):
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
+    def _couple(self, encoder_out, encoder_out_lens, z, z_lens) -> Tuple[GMOTOutput, torch.Tensor]:
+        """gamma* between the adapted frames and the teacher tokens; also the frame mask."""
+        dev = encoder_out.device
+        h_mask = torch.arange(encoder_out.shape[1], device=dev)[None] < encoder_out_lens[:, None]
+        z_mask = torch.arange(z.shape[1], device=dev)[None] < z_lens[:, None]
+        return self.gmot(self.adapter(encoder_out), h_mask, z, z_mask), h_mask
+
     def _gmot_terms(self, encoder_out, encoder_out_lens, text, text_lengths, z, z_lens, stats):
-        n_frames = encoder_out.shape[1]
-        h_mask = torch.arange(n_frames, device=encoder_out.device)[None] < encoder_out_lens[:, None]
-        z_mask = torch.arange(z.shape[1], device=z.device)[None] < z_lens[:, None]
-        h = self.adapter(encoder_out)
-        out: GMOTOutput = self.gmot(h, h_mask, z, z_mask)
+        out, h_mask = self._couple(encoder_out, encoder_out_lens, z, z_lens)
         n_valid = out.valid.sum().clamp_min(1)
         loss_gmot = out.fgw.sum() / n_valid
         loss_align = out.align.sum() / n_valid
@@ -331,7 +334,5 @@ class ESPnetGMOTModel(ESPnetASRModel):
         ) or (None, None)
         if z is None:
             raise ValueError("coupling() needs teacher features (teacher_feats or online)")
-        h_mask = torch.arange(encoder_out.shape[1], device=z.device)[None] < encoder_out_lens[:, None]
-        z_mask = torch.arange(z.shape[1], device=z.device)[None] < z_lens[:, None]
-        out = self.gmot(self.adapter(encoder_out), h_mask, z, z_mask)
+        out, _ = self._couple(encoder_out, encoder_out_lens, z, z_lens)
         return out.plan, encoder_out_lens, z_lens
