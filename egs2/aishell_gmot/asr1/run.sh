@@ -239,10 +239,6 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     dist_opts+=(--dist_world_size "${num_nodes}" --dist_rank "${node_rank}"
       --dist_master_addr "${master_addr}" --dist_master_port "${master_port}")
   fi
-  if ! python -c "import tensorboard" 2>/dev/null; then
-    log "tensorboard is not installed: training without TensorBoard logs (pip install tensorboard)"
-    dist_opts+=(--use_tensorboard false)
-  fi
   mkdir -p "${asr_exp}"
   python -m espnet_otreg.bin.asr_train --config "${asr_config}" "${common_opts[@]}" \
     "${train_data[@]}" "${valid_data[@]}" "${teacher_data[@]}" \
