@@ -66,22 +66,44 @@ def _check_structure(name, c, B, L):
         raise ValueError(f"{name} must have shape {(B, L, L)} to match cost, got {shape}")
 
 
-def _tensor_product(cx2, cy2, cx, cy, plan, m, n):
-    """``(L (x) P)_ij = sum_kl (Cx_ik - Cy_jl)^2 P_kl`` for the square loss.
+def _sq_marginal(c2, w, transpose=False):
+    """``(C∘C w)_i = sum_k C_ik^2 w_k``, ``(B, L)``, as the vector-matrix product
+    ``w^T (C∘C)^T``: faster on CPU than a batched matrix-vector product (measured).
+    For a symmetric ``C`` pass ``transpose=False`` (the same thing, no transpose)."""
+    return torch.bmm(w.unsqueeze(1), c2.transpose(1, 2) if transpose else c2).squeeze(1)
 
-    ``m``, ``n`` are the plan's marginals, ``cx2``, ``cy2`` the squared structures.
+
+def _cross(cx, cy, plan, symmetric):
+    """``Cx P Cy^T``; the product ``P Cy^T`` with the longer side first (see the swap
+    in :func:`fused_gromov_wasserstein`)."""
+    return torch.bmm(cx, torch.bmm(plan, cy if symmetric else cy.transpose(1, 2)))
+
+
+def _quad_grad(cx, cy, cx2, cy2, plan, m, n, symmetric):
+    """Gradient of the quadratic term w.r.t. the plan (general case).
+
+    ``(L (x) P)_ij = sum_kl (Cx_ik - Cy_jl)^2 P_kl = (Cx^2 m)_i + (Cy^2 n)_j
+    - 2 (Cx P Cy^T)_ij`` with ``m``, ``n`` the plan's marginals; the gradient is
+    ``L (x) P + L^T (x) P``, i.e. ``2 L (x) P`` for symmetric structures.
     """
-    const = torch.bmm(cx2, m.unsqueeze(-1)) + torch.bmm(cy2, n.unsqueeze(-1)).transpose(1, 2)
-    return const - 2.0 * torch.bmm(torch.bmm(cx, plan), cy.transpose(1, 2))
 
+    def tensor_product(cx, cy, cx2, cy2, transposed):
+        qx = _sq_marginal(cx2, m, transpose=not transposed)
+        qy = _sq_marginal(cy2, n, transpose=not transposed)
+        return qx[:, :, None] + qy[:, None, :] - 2.0 * _cross(cx, cy, plan, symmetric=False)
 
-def _quad_grad(cx, cy, plan, m, n, symmetric):
-    """Gradient of the quadratic term w.r.t. the plan."""
-    g = _tensor_product(cx * cx, cy * cy, cx, cy, plan, m, n)
+    g = tensor_product(cx, cy, cx2, cy2, False)
     if symmetric:
         return 2.0 * g
-    cxt, cyt = cx.transpose(1, 2), cy.transpose(1, 2)
-    return g + _tensor_product(cxt * cxt, cyt * cyt, cxt, cyt, plan, m, n)
+    t = lambda c: c.transpose(1, 2)  # noqa: E731
+    return g + tensor_product(t(cx), t(cy), t(cx2), t(cy2), True)
+
+
+def _value_quadratic(cx, cy, cx2, cy2, plan, symmetric):
+    """``sum_ijkl (Cx_ik - Cy_jl)^2 P_ij P_kl = m^T Cx^2 m + n^T Cy^2 n - 2 <Cx P Cy^T, P>``."""
+    m, n = plan.sum(-1), plan.sum(-2)
+    marg = (_sq_marginal(cx2, m) * m).sum(-1) + (_sq_marginal(cy2, n) * n).sum(-1)
+    return marg - 2.0 * (_cross(cx, cy, plan, symmetric) * plan).sum((1, 2))
 
 
 def fused_gromov_wasserstein(
@@ -156,45 +178,71 @@ def fused_gromov_wasserstein(
     B, N, M = problem.cost.shape
     _check_structure("c_x", c_x, B, N)
     _check_structure("c_y", c_y, B, M)
+    if init_plan is not None and tuple(init_plan.shape) != (B, N, M):
+        raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
+    # FGW is symmetric in its two graphs. Solve with the shorter side as the plan's
+    # rows: the big product per step, P Cy with Cy the longer side's structure, is
+    # then a wide batched GEMM, 1.7x faster on CPU than the tall one (measured).
+    swap = N > M
+    if swap:
+        problem, c_x, c_y = problem.transposed(), c_y, c_x
+        init_plan = None if init_plan is None else init_plan.transpose(1, 2)
+        B, N, M = B, M, N
     dt = problem.cost.dtype
-    real_x = problem.a > 0
-    real_y = problem.b > 0
-    # Edge costs on padding are irrelevant (no mass) but must be finite.
-    c_x = c_x.to(dt).masked_fill(~(real_x[:, :, None] & real_x[:, None, :]), 0.0)
-    c_y = c_y.to(dt).masked_fill(~(real_y[:, :, None] & real_y[:, None, :]), 0.0)
+    # Edge costs on padding meet only zero plan entries and zero marginals, and what
+    # they leave off the support is masked. They need not be 0, only finite (as from
+    # costs.structure, 0 there): a masking pass over (B, N, N) would cost more than
+    # the rest of a typical solve on CPU.
+    c_x, c_y = c_x.to(dt), c_y.to(dt)
+    if grad == "detach":
+        C_in, c_x, c_y = problem.cost.detach(), c_x.detach(), c_y.detach()
+    else:
+        C_in = problem.cost
+    cx2_in, cy2_in = c_x * c_x, c_y * c_y  # once; the solve and the value share them
     phi = None if tau is None else tau / (tau + epsilon)
     alpha = float(alpha)
 
     track = grad == "autodiff"
+    keep = (lambda t: t) if track else (lambda t: t.detach())
     with torch.set_grad_enabled(track and torch.is_grad_enabled()):
-        C = problem.cost if track else problem.cost.detach()
-        cx = c_x if track else c_x.detach()
-        cy = c_y if track else c_y.detach()
+        C, cx, cy, cx2, cy2 = (keep(t) for t in (C_in, c_x, c_y, cx2_in, cy2_in))
         if init_plan is None:
             plan = problem.a[:, :, None] * problem.b[:, None, :]
         else:
-            if tuple(init_plan.shape) != (B, N, M):
-                raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
-            plan = init_plan.detach().to(dt).masked_fill(~problem.support, 0.0)
+            plan = init_plan.detach().to(dt) * problem.support_f
         u, v = _core.init_potentials(problem, None, epsilon)
         converged = torch.zeros(B, dtype=torch.bool, device=C.device)
         n_iter = torch.full((B,), max_iter, dtype=torch.long, device=C.device)
         error = torch.full((B,), float("inf"), dtype=dt, device=C.device)
         inner_conv = converged
+        fixed_marginals = tau is None and symmetric
+        if fixed_marginals:
+            # Balanced: the marginals stay a, b, so the linearised cost is a fixed part
+            # plus -4 alpha Cx P Cy, and its kernel one fused batched product per step:
+            # K = K0 + (4 alpha / epsilon) Cx (P Cy).
+            qx, qy = _sq_marginal(cx2, problem.a), _sq_marginal(cy2, problem.b)
+            K0 = _core.kernel((1.0 - alpha) * C + 2.0 * alpha * (qx[:, :, None] + qy[:, None, :]),
+                              problem, epsilon)
         for it in range(1, max_iter + 1):
-            if tau is None:
-                m, n = problem.a, problem.b
+            if fixed_marginals:
+                K = torch.baddbmm(K0, cx, torch.bmm(plan, cy), alpha=4.0 * alpha / epsilon)
             else:
-                m, n = plan.sum(-1), plan.sum(-2)
-            lin = (1.0 - alpha) * C + alpha * _quad_grad(cx, cy, plan, m, n, symmetric)
-            K = _core.kernel(lin, problem, epsilon)
-            if not warm_start:
+                if tau is None:
+                    m, n = problem.a, problem.b
+                else:
+                    m, n = plan.sum(-1), plan.sum(-2)
+                lin = (1.0 - alpha) * C + alpha * _quad_grad(cx, cy, cx2, cy2, plan, m, n, symmetric)
+                K = _core.kernel(lin, problem, epsilon)
+            warm = warm_start and it > 1
+            if not warm:
                 u, v = _core.init_potentials(problem, None, epsilon)
-            u, v, _, inner_conv, _ = _core.sinkhorn_loop(
-                K, problem.log_a, problem.log_b, u, v, phi,
-                inner_max_iter, inner_tol, check_every, early_stop, method,
+            # A warm start needs no opening log-domain step and often converges
+            # within a few iterations: check early.
+            out = _core.sinkhorn_loop(
+                K, problem, u, v, phi, inner_max_iter, inner_tol, check_every, early_stop,
+                method, start_log=not warm, check_early=warm and inner_tol > 0,
             )
-            new_plan = _core.real_plan(problem, K, u, v)
+            u, v, inner_conv, new_plan = out.u, out.v, out.converged, out.plan
             error = (new_plan - plan).abs().sum((1, 2))
             plan = new_plan
             newly = (error <= tol) & ~converged
@@ -205,17 +253,14 @@ def fused_gromov_wasserstein(
         reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
 
     p = plan if track else plan.detach()
-    if grad == "detach":
-        C_v, cx_v, cy_v = problem.cost.detach(), c_x.detach(), c_y.detach()
-    else:
-        C_v, cx_v, cy_v = problem.cost, c_x, c_y
-    m, n = p.sum(-1), p.sum(-2)
-    value_linear = (p * C_v).sum((1, 2))
-    value_quadratic = (_tensor_product(cx_v * cx_v, cy_v * cy_v, cx_v, cy_v, p, m, n) * p).sum((1, 2))
+    value_linear = (p * C_in).sum((1, 2))
+    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, p, symmetric)
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
     value = (1.0 - alpha) * value_linear + alpha * value_quadratic + (reg if track else reg.detach())
     f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
+    if swap:
+        p, f_out, g_out = p.transpose(1, 2), g_out, f_out
     return FGWResult(
         plan=p,
         value=value,

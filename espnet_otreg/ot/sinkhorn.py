@@ -95,11 +95,11 @@ def sinkhorn(
     track = grad == "autodiff"
     with torch.set_grad_enabled(track and torch.is_grad_enabled()):
         K = _core.kernel(problem.cost if track else problem.cost.detach(), problem, epsilon)
-        u, v, n_iter, converged, error = _core.sinkhorn_loop(
-            K, problem.log_a, problem.log_b, u, v, phi, max_iter, tol, check_every, early_stop,
-            method,
+        out = _core.sinkhorn_loop(
+            K, problem, u, v, phi, max_iter, tol, check_every, early_stop, method,
+            check_early=init is not None and tol > 0,
         )
-        plan = _core.real_plan(problem, K, u, v)
+        u, v, plan = out.u, out.v, out.plan
         reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
 
     linear_plan = plan if grad == "autodiff" else plan.detach()
@@ -111,9 +111,9 @@ def sinkhorn(
         plan=plan if grad == "autodiff" else plan.detach(),
         value=value,
         value_linear=value_linear,
-        n_iter=n_iter,
-        converged=converged,
-        error=error,
+        n_iter=out.n_iter,
+        converged=out.converged,
+        error=out.error,
         f=f_out,
         g=g_out,
     )

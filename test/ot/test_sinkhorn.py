@@ -173,20 +173,42 @@ def test_stabilized_and_log_give_the_same_iterates(tau):
         torch.testing.assert_close(fast.plan, slow.plan, atol=1e-12, rtol=0)
 
 
-def test_scaling_block_undoes_a_pair_whose_scalings_leave_float_range():
-    from espnet_otreg.ot._core import _scaling_block
+def test_scaling_segment_undoes_a_pair_whose_scalings_leave_float_range():
+    from espnet_otreg.ot._core import _Scaling, prepare
 
     K = torch.zeros(2, 3, 2)
+    problem = prepare(K, None, None, None, None)  # uniform marginals
     u, v = torch.zeros(2, 3), torch.zeros(2, 2)
     u[1, 0] = -1e4  # row 0 of pair 1 underflows: E row = 0, its scaling = inf
-    a, b = torch.full((2, 3), 1 / 3), torch.full((2, 2), 0.5)
-    real_a, real_b = torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 2, dtype=torch.bool)
     for phi in (None, 0.9):
-        nu, nv, ok, err = _scaling_block(K, u, v, a, b, real_a, real_b, phi, steps=3)
-        assert ok.tolist() == [True, False] and torch.isinf(err[1])
+        seg = _Scaling(K, problem, phi)
+        seg.start(u, v)
+        err = seg.run(3)
+        assert seg.safe().tolist() == [True, False] and not torch.isfinite(err[1])
+        nu, nv, ok = seg.absorb(check=True)
+        assert ok.tolist() == [True, False]
         assert torch.equal(nu[1], u[1]) and torch.equal(nv[1], v[1])  # undone
         assert not torch.equal(nu[0], u[0])  # the healthy pair moved
         assert torch.isfinite(nu[0]).all() and torch.isfinite(nv[0]).all()
+
+
+def test_far_scalings_are_absorbed_and_the_iterates_stay_exact(monkeypatch):
+    """Large costs at small epsilon move the potentials by thousands within a few
+    iterations: the loop folds the scalings back into the potentials (new segments)
+    and its iterates stay those of the pure log-domain method, NaN-free."""
+    from espnet_otreg.ot import _core
+
+    starts = []
+    start = _core._Scaling.start
+    monkeypatch.setattr(_core._Scaling, "start", lambda self, u, v: starts.append(1) or start(self, u, v))
+    _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, seed=9)
+    for tau in (None, 1.0):
+        starts.clear()
+        kw = dict(epsilon=0.01, tau=tau, max_iter=200, tol=0.0, check_every=5)
+        res, slow = sinkhorn(C * 100, xm, ym, **kw), sinkhorn(C * 100, xm, ym, method="log", **kw)
+        assert len(starts) > 1  # scalings were absorbed before the end
+        assert torch.isfinite(res.plan).all() and torch.isfinite(res.value).all()
+        torch.testing.assert_close(res.plan, slow.plan, atol=1e-9, rtol=0)
 
 
 def test_grad_modes():
