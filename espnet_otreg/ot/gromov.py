@@ -99,10 +99,16 @@ def _quad_grad(cx, cy, cx2, cy2, plan, m, n, symmetric):
     return g + tensor_product(t(cx), t(cy), t(cx2), t(cy2), True)
 
 
-def _value_quadratic(cx, cy, cx2, cy2, plan, symmetric):
-    """``sum_ijkl (Cx_ik - Cy_jl)^2 P_ij P_kl = m^T Cx^2 m + n^T Cy^2 n - 2 <Cx P Cy^T, P>``."""
+def _value_quadratic(cx, cy, cx2, cy2, plan, symmetric, qy=None):
+    """``sum_ijkl (Cx_ik - Cy_jl)^2 P_ij P_kl = m^T Cx^2 m + n^T Cy^2 n - 2 <Cx P Cy^T, P>``.
+
+    ``qy = Cy^2 b`` may be given for balanced problems: the inner Sinkhorn ends on a
+    column update, so the plan's column marginal ``n`` is ``b`` up to rounding, and
+    ``n^T Cy^2 n = n^T qy`` saves a pass over the longer side's ``(B, M, M)``.
+    """
     m, n = plan.sum(-1), plan.sum(-2)
-    marg = (_sq_marginal(cx2, m) * m).sum(-1) + (_sq_marginal(cy2, n) * n).sum(-1)
+    qy = _sq_marginal(cy2, n) if qy is None else qy
+    marg = (_sq_marginal(cx2, m) * m).sum(-1) + (qy * n).sum(-1)
     return marg - 2.0 * (_cross(cx, cy, plan, symmetric) * plan).sum((1, 2))
 
 
@@ -174,8 +180,9 @@ def fused_gromov_wasserstein(
         raise ValueError("max_iter, inner_max_iter and check_every must be >= 1")
     inner_tol = tol if inner_tol is None else inner_tol
 
-    problem = _core.prepare(cost, x_mask, y_mask, a, b)
-    B, N, M = problem.cost.shape
+    if not torch.is_tensor(cost) or cost.dim() != 3:
+        _core.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
+    B, N, M = cost.shape
     _check_structure("c_x", c_x, B, N)
     _check_structure("c_y", c_y, B, M)
     if init_plan is not None and tuple(init_plan.shape) != (B, N, M):
@@ -184,10 +191,11 @@ def fused_gromov_wasserstein(
     # rows: the big product per step, P Cy with Cy the longer side's structure, is
     # then a wide batched GEMM, 1.7x faster on CPU than the tall one (measured).
     swap = N > M
+    problem = _core.prepare(cost, x_mask, y_mask, a, b, transpose=swap)
     if swap:
-        problem, c_x, c_y = problem.transposed(), c_y, c_x
+        c_x, c_y = c_y, c_x
         init_plan = None if init_plan is None else init_plan.transpose(1, 2)
-        B, N, M = B, M, N
+        N, M = M, N
     dt = problem.cost.dtype
     # Edge costs on padding meet only zero plan entries and zero marginals, and what
     # they leave off the support is masked. They need not be 0, only finite (as from
@@ -199,12 +207,14 @@ def fused_gromov_wasserstein(
     else:
         C_in = problem.cost
     cx2_in, cy2_in = c_x * c_x, c_y * c_y  # once; the solve and the value share them
+    # (Cy^2 b)_j over the longer side, shared too (see _value_quadratic).
+    qy_in = _sq_marginal(cy2_in, problem.b) if tau is None else None
     phi = None if tau is None else tau / (tau + epsilon)
     alpha = float(alpha)
 
     track = grad == "autodiff"
     keep = (lambda t: t) if track else (lambda t: t.detach())
-    with torch.set_grad_enabled(track and torch.is_grad_enabled()):
+    with _core.solve_mode(track):
         C, cx, cy, cx2, cy2 = (keep(t) for t in (C_in, c_x, c_y, cx2_in, cy2_in))
         if init_plan is None:
             plan = problem.a[:, :, None] * problem.b[:, None, :]
@@ -212,7 +222,7 @@ def fused_gromov_wasserstein(
             plan = init_plan.detach().to(dt) * problem.support_f
         u, v = _core.init_potentials(problem, None, epsilon)
         converged = torch.zeros(B, dtype=torch.bool, device=C.device)
-        n_iter = torch.full((B,), max_iter, dtype=torch.long, device=C.device)
+        n_iter = torch.zeros(B, dtype=torch.long, device=C.device)
         error = torch.full((B,), float("inf"), dtype=dt, device=C.device)
         inner_conv = converged
         fixed_marginals = tau is None and symmetric
@@ -220,7 +230,7 @@ def fused_gromov_wasserstein(
             # Balanced: the marginals stay a, b, so the linearised cost is a fixed part
             # plus -4 alpha Cx P Cy, and its kernel one fused batched product per step:
             # K = K0 + (4 alpha / epsilon) Cx (P Cy).
-            qx, qy = _sq_marginal(cx2, problem.a), _sq_marginal(cy2, problem.b)
+            qx, qy = _sq_marginal(cx2, problem.a), keep(qy_in)
             K0 = _core.kernel((1.0 - alpha) * C + 2.0 * alpha * (qx[:, :, None] + qy[:, None, :]),
                               problem, epsilon)
         for it in range(1, max_iter + 1):
@@ -240,21 +250,25 @@ def fused_gromov_wasserstein(
             # within a few iterations: check early.
             out = _core.sinkhorn_loop(
                 K, problem, u, v, phi, inner_max_iter, inner_tol, check_every, early_stop,
-                method, start_log=not warm, check_early=warm and inner_tol > 0,
+                method, start_log=not warm, check_early=inner_tol > 0,
             )
             u, v, inner_conv, new_plan = out.u, out.v, out.converged, out.plan
-            error = (new_plan - plan).abs().sum((1, 2))
+            if tol > 0 or it == max_iter:  # with tol <= 0 only the last change is reported
+                error = torch.linalg.vector_norm(new_plan - plan, ord=1, dim=(1, 2))
+                n_iter = torch.where(converged, n_iter, it)  # max_iter if never converged
+                converged = converged | (error <= tol)
             plan = new_plan
-            newly = (error <= tol) & ~converged
-            n_iter = torch.where(newly, torch.full_like(n_iter, it), n_iter)
-            converged = converged | newly
-            if early_stop and it < max_iter and bool(converged.all()):
+            if early_stop and tol > 0 and it < max_iter and bool(converged.all()):
                 break
         reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
+    if not track:  # out of inference mode (see _core.solve_mode)
+        plan, u, v, reg, n_iter, converged, error, inner_conv = (
+            t.clone() for t in (plan, u, v, reg, n_iter, converged, error, inner_conv)
+        )
 
-    p = plan if track else plan.detach()
+    p = plan
     value_linear = (p * C_in).sum((1, 2))
-    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, p, symmetric)
+    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, p, symmetric, qy_in)
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
     value = (1.0 - alpha) * value_linear + alpha * value_quadratic + (reg if track else reg.detach())

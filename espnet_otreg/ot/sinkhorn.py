@@ -93,27 +93,32 @@ def sinkhorn(
     u, v = _core.init_potentials(problem, init, epsilon)
 
     track = grad == "autodiff"
-    with torch.set_grad_enabled(track and torch.is_grad_enabled()):
+    with _core.solve_mode(track):
         K = _core.kernel(problem.cost if track else problem.cost.detach(), problem, epsilon)
         out = _core.sinkhorn_loop(
             K, problem, u, v, phi, max_iter, tol, check_every, early_stop, method,
             check_early=init is not None and tol > 0,
         )
-        u, v, plan = out.u, out.v, out.plan
-        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
+        u, v, plan, reg = out.u, out.v, out.plan, _core.entropic_terms(
+            problem, K, out.u, out.v, out.plan, epsilon, tau
+        )
+        n_iter, converged, error = out.n_iter, out.converged, out.error
+    if not track:  # out of inference mode (see _core.solve_mode)
+        u, v, plan, reg, n_iter, converged, error = (
+            t.clone() for t in (u, v, plan, reg, n_iter, converged, error)
+        )
 
-    linear_plan = plan if grad == "autodiff" else plan.detach()
     cost_in = problem.cost.detach() if grad == "detach" else problem.cost
-    value_linear = (linear_plan * cost_in).sum((1, 2))
-    value = value_linear + (reg if grad == "autodiff" else reg.detach())
+    value_linear = (plan * cost_in).sum((1, 2))
+    value = value_linear + reg
     f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
     return OTResult(
-        plan=plan if grad == "autodiff" else plan.detach(),
+        plan=plan,
         value=value,
         value_linear=value_linear,
-        n_iter=out.n_iter,
-        converged=out.converged,
-        error=out.error,
+        n_iter=n_iter,
+        converged=converged,
+        error=error,
         f=f_out,
         g=g_out,
     )
