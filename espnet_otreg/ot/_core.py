@@ -276,9 +276,9 @@ def sinkhorn_loop(
 
     The error is measured every ``check_every`` iterations, on device. With
     ``early_stop``, the loop leaves once every pair has converged; the range check
-    rides on the same host sync (one per check). ``check_early`` adds checks after
-    iterations 2, 4, 8, ... below ``check_every``, for warm starts, which often
-    converge within two or three iterations. Without ``early_stop`` nothing syncs:
+    rides on the same host sync (one per check). ``check_early`` adds checks at
+    about doubling iteration counts (2, 4, 8) below ``check_every``, for warm starts,
+    which often converge within two or three iterations. Without ``early_stop`` nothing syncs:
     the scalings are absorbed at every check, and a log-domain step follows.
     """
     B = K.shape[0]
@@ -352,7 +352,7 @@ def sinkhorn_loop(
         while True:
             steps = min(check_every - (it % check_every), max_iter - it)
             if check_early and early_stop and it < check_every:
-                steps = min(steps, max(it, 2))  # checks at 2, 4, 8, ...
+                steps = min(steps, max(it, 2))  # the count about doubles
             error = scaling.run(steps)
             it += steps
             if not early_stop:

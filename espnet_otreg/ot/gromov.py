@@ -23,6 +23,12 @@ domain (POT's inner solver works with ``exp(-G/epsilon)`` and underflows at smal
 ``epsilon``); the inner Sinkhorn is warm-started from the previous outer iteration's
 potentials (``warm_start``), which lets a few inner iterations do the work of many.
 
+Cost per outer step, balanced and symmetric (the usual case): the parts of ``G``
+that only see the marginals are computed once, so a step is one batched product
+``Cx (P Cy)`` fused into the kernel (``baddbmm``), then the inner iterations. The
+pair is solved with its shorter side as the plan's rows (the result is transposed
+back), so that the big product is a wide GEMM.
+
 Unbalanced (``tau``): the inner problems use KL-relaxed marginals and the
 linearisation uses the plan's current marginals instead of ``a``, ``b``. This is the
 linearised scheme that the GM-OT group's unbalanced variant (arXiv 2509.05609)

@@ -72,11 +72,13 @@ def sinkhorn(
         early_stop: leave once every pair converged; costs one host sync per check.
             With False, exactly ``max_iter`` iterations and no host sync.
         grad: ``"envelope"``, ``"autodiff"`` or ``"detach"`` (module docstring).
-        init: ``(f, g)`` potentials in cost units from an earlier result, to warm-start.
-        method: ``"stabilized"`` (default): log-domain potentials absorbed every
-            ``check_every`` iterations, cheap scaling iterations in between, pure
-            log-domain steps for any pair whose scalings leave the float range;
-            ``"log"``: log-domain steps only (5x more work per iteration, same iterates).
+        init: ``(f, g)`` potentials in cost units from an earlier result, to warm-start
+            (the error is then also checked after about 2, 4 and 8 iterations).
+        method: ``"stabilized"`` (default): cheap scaling iterations on the
+            absorbed kernel, folded back into log-domain potentials at the end or when
+            the scalings grow large, with log-domain steps for any pair whose
+            scalings leave the float range; ``"log"``: log-domain steps only (several
+            times more work per iteration, same iterates).
 
     Returns:
         :class:`OTResult` with plan, value, value_linear, n_iter, converged, error,
