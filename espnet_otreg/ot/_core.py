@@ -173,16 +173,40 @@ def prepare(cost, x_mask, y_mask, a, b, transpose: bool = False) -> Problem:
     )
 
 
-def kernel(cost: torch.Tensor, problem: Problem, epsilon: float) -> torch.Tensor:
+def _chain(x: torch.Tensor, *ops):
+    """Apply ``(name, arg)`` tensor ops in turn: in place on a fresh first result when
+    autograd is off (one buffer, kept in cache), out of place otherwise."""
+    inplace = not torch.is_grad_enabled()
+    for i, (name, arg) in enumerate(ops):
+        f = getattr(x, name + "_" if inplace and i > 0 else name)
+        x = f() if arg is None else f(arg)
+    return x
+
+
+def kernel(
+    cost: torch.Tensor,
+    problem: Problem,
+    epsilon: float,
+    scale: float = 1.0,
+    row: Optional[torch.Tensor] = None,
+    col: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Log-kernel ``K = -C / epsilon + log a_i + log b_j``, 0 off the support.
 
     The reference measure ``a b^T`` of ``KL(P | a b^T)`` sits inside the kernel; for
     balanced OT this only shifts the potentials, for unbalanced OT it is what makes
     the objective the one in the module docstring (and POT's ``reg_type="kl"``).
+    For a cost ``scale * C + r_i + c_j``, pass ``scale``, ``row`` and ``col``: the
+    vectors fold into the marginal terms, so the kernel is still four passes.
     """
     log_a = torch.nan_to_num(problem.log_a, neginf=0.0)  # finite, so that 0 * it = 0
     log_b = torch.nan_to_num(problem.log_b, neginf=0.0)
-    return (-cost / epsilon + log_a[:, :, None] + log_b[:, None, :]) * problem.live_f
+    if row is not None:
+        log_a = log_a - row / epsilon
+    if col is not None:
+        log_b = log_b - col / epsilon
+    return _chain(cost, ("mul", -scale / epsilon), ("add", log_a[:, :, None]),
+                  ("add", log_b[:, None, :]), ("mul", problem.live_f))
 
 
 def init_potentials(problem: Problem, init, epsilon: float):
@@ -411,7 +435,7 @@ def exp_log_plan(K, u, v, live_f) -> torch.Tensor:
     instead. ``K`` and the real potentials must be finite.
     """
     u0, v0 = torch.nan_to_num(u, neginf=0.0), torch.nan_to_num(v, neginf=0.0)
-    return torch.exp((K + u0[:, :, None] + v0[:, None, :]) * live_f)
+    return _chain(K, ("add", u0[:, :, None]), ("add", v0[:, None, :]), ("mul", live_f), ("exp", None))
 
 
 class _Scaling:
@@ -516,7 +540,7 @@ class _Scaling:
     def plan(self) -> torch.Tensor:
         """``exp(K + u + v)`` after :meth:`absorb`, as ``s_u E s_v`` (no exp)."""
         keep = self.s_u * self.problem.nonempty[:, None].to(self.s_u.dtype)  # 0 on padding
-        return self.E * keep[:, :, None] * self.s_v[:, None, :]
+        return _chain(self.E, ("mul", keep[:, :, None]), ("mul", self.s_v[:, None, :]))
 
 
 def entropic_terms(

@@ -237,8 +237,8 @@ def fused_gromov_wasserstein(
             # plus -4 alpha Cx P Cy, and its kernel one fused batched product per step:
             # K = K0 + (4 alpha / epsilon) Cx (P Cy).
             qx, qy = _sq_marginal(cx2, problem.a), keep(qy_in)
-            K0 = _core.kernel((1.0 - alpha) * C + 2.0 * alpha * (qx[:, :, None] + qy[:, None, :]),
-                              problem, epsilon)
+            K0 = _core.kernel(C, problem, epsilon, scale=1.0 - alpha, row=2.0 * alpha * qx,
+                              col=2.0 * alpha * qy)
         for it in range(1, max_iter + 1):
             if fixed_marginals:
                 K = torch.baddbmm(K0, cx, torch.bmm(plan, cy), alpha=4.0 * alpha / epsilon)
