@@ -73,6 +73,26 @@ def test_matches_pot_nonsymmetric_structures():
         np.testing.assert_allclose(res.plan[b, :n, :m].numpy(), P, atol=1e-9, rtol=0)
 
 
+def test_linearised_cost_nonsymmetric_matches_brute_force():
+    """The plan-gradient of the quadratic term for directed graphs and a plan whose
+    marginals are not a, b (as in the unbalanced solver): against an einsum."""
+    from espnet_otreg.ot.gromov import _quad_grad
+
+    g = torch.Generator().manual_seed(4)
+    cx, cy = torch.rand(2, 5, 5, generator=g, dtype=torch.float64), torch.rand(2, 3, 3, generator=g, dtype=torch.float64)
+    P = torch.rand(2, 5, 3, generator=g, dtype=torch.float64)
+    m, n = P.sum(-1), P.sum(-2)
+    L = (cx[:, :, None, :, None] - cy[:, None, :, None, :]) ** 2  # (B, i, j, k, l)
+    want = torch.einsum("bijkl,bkl->bij", L, P) + torch.einsum("bklij,bkl->bij", L, P)
+    got = _quad_grad(cx, cy, cx * cx, cy * cy, P, m, n, symmetric=False)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    sym_x, sym_y = cx + cx.transpose(1, 2), cy + cy.transpose(1, 2)
+    L = (sym_x[:, :, None, :, None] - sym_y[:, None, :, None, :]) ** 2
+    want = 2 * torch.einsum("bijkl,bkl->bij", L, P)
+    got = _quad_grad(sym_x, sym_y, sym_x ** 2, sym_y ** 2, P, m, n, symmetric=True)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
 def test_alpha_zero_is_plain_sinkhorn():
     C, Cx, Cy, xm, ym = _problem(seed=3)
     fgw = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, alpha=0.0, epsilon=0.1, tol=1e-12,
