@@ -8,9 +8,10 @@ Conventions (all solvers):
 - The loop works on log-scalings ``u``, ``v`` with ``P_ij = exp(K_ij + u_i + v_j)`` and
   ``K = -C / epsilon + log a_i + log b_j``; results report cost-unit potentials ``f``,
   ``g`` with ``P_ij = exp((f_i + g_j - C_ij) / epsilon)``.
-- Padding is handled without NaNs: ``K`` is 0 on padded entries, ``log a`` / ``log b``
-  are ``-inf`` on padded positions, which drives their potentials to ``-inf`` and
-  their plan entries to exactly 0. A pair with no real position at all (an empty
+- Padding is handled without NaNs: ``K`` is finite on padded entries (0 from
+  :func:`kernel`; FGW adds finite products there), ``log a`` / ``log b`` are ``-inf``
+  on padded positions, which drives their potentials to ``-inf`` and their plan
+  entries to exactly 0. A pair with no real position at all (an empty
   utterance in the batch) is solved as a dummy all-real problem and its plan zeroed.
 - Work is done in float32 (float64 stays float64); bf16/fp16 inputs are upcast.
 """
@@ -300,9 +301,10 @@ def sinkhorn_loop(
 
     The error is measured every ``check_every`` iterations, on device. With
     ``early_stop``, the loop leaves once every pair has converged; the range check
-    rides on the same host sync (one per check). ``check_early`` adds checks at
-    about doubling iteration counts (2, 4, 8) below ``check_every``, for warm starts,
-    which often converge within two or three iterations. Without ``early_stop`` nothing syncs:
+    rides on the same host sync (one per check). ``check_early`` (with ``early_stop``)
+    adds checks at about doubling iteration counts below ``check_every`` (2, 4, 8; 3, 6
+    after an opening log-domain step), for warm starts, which often converge within
+    two or three iterations. Without ``early_stop`` nothing syncs:
     the scalings are absorbed at every check, and a log-domain step follows.
     """
     B = K.shape[0]
@@ -347,6 +349,14 @@ def sinkhorn_loop(
             plan = real_plan(problem, K, u, v)
         return LoopResult(u, v, state["n_iter"], state["converged"], state["error"], plan)
 
+    def repaired(u, v, ok):
+        """Pairs whose last segment was undone still hold potentials from before it,
+        possibly for another kernel (a warm start without an opening log-domain
+        step): give them one log-domain step on this ``K`` before returning."""
+        u2 = row_step(u, v, measure=False)[0]
+        v2 = col_step(u2)
+        return torch.where(ok[:, None], u, u2), torch.where(ok[:, None], v, v2)
+
     if method == "log":
         it = 0
         while True:
@@ -384,7 +394,7 @@ def sinkhorn_loop(
                 u, v, ok = scaling.absorb(check=True)
                 record(it, torch.where(ok, error, log_error))
                 if it >= max_iter:
-                    return result(u, v)
+                    return result(*repaired(u, v, ok))
                 need_log = True
                 break
             record(it, error)
@@ -403,7 +413,7 @@ def sinkhorn_loop(
                 u, v, ok = scaling.absorb(check=True)
                 state["error"] = torch.where(ok, error, log_error)
                 if all_converged or it >= max_iter:
-                    return result(u, v)
+                    return result(*repaired(u, v, ok))
                 need_log = True
                 break
 

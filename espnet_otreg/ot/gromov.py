@@ -145,6 +145,7 @@ def fused_gromov_wasserstein(
     Args:
         cost: ``(B, N, M)`` node cost between the graphs, or None with ``alpha = 1``.
         c_x: ``(B, N, N)`` edge costs of the first graph (e.g. acoustic frames).
+            Entries on padding are ignored but must be finite (not inf/NaN).
         c_y: ``(B, M, M)`` edge costs of the second graph (e.g. text tokens).
         x_mask, y_mask: ``(B, N)`` / ``(B, M)`` bool, True on real nodes.
         alpha: weight of the structure term in ``[0, 1]`` (GM-OT's alpha).
@@ -158,7 +159,9 @@ def fused_gromov_wasserstein(
         check_every: inner convergence check period.
         early_stop: leave loops early once every pair converged (host syncs at checks).
         warm_start: start each inner Sinkhorn from the previous potentials.
-        symmetric: ``c_x`` and ``c_y`` are symmetric (as from ``structure``); set False
+        symmetric: ``c_x`` and ``c_y`` are symmetric (as from ``structure``; with
+            ``grad="autodiff"`` the gradient w.r.t. them is then right up to
+            symmetrisation, as for any function of a symmetric matrix); set False
             for directed graphs to use the general gradient.
         grad: ``"envelope"`` (default), ``"autodiff"`` or ``"detach"``.
         init_plan: ``(B, N, M)`` starting plan (default ``a b^T``).
@@ -202,11 +205,12 @@ def fused_gromov_wasserstein(
         init_plan = None if init_plan is None else init_plan.transpose(1, 2)
         N, M = M, N
     dt = problem.cost.dtype
-    # Edge costs on padding meet only zero plan entries and zero marginals, and what
-    # they leave off the support is masked. They need not be 0, only finite (as from
-    # costs.structure, 0 there): a masking pass over (B, N, N) would cost more than
-    # the rest of a typical solve on CPU.
-    c_x, c_y = c_x.to(dt), c_y.to(dt)
+    # Edge costs on padding are irrelevant (no mass): zero them with a float mask
+    # (a bool masked_fill over (B, N, N) costs several times more on CPU). Garbage
+    # there must be finite, not inf/NaN (costs.structure writes 0).
+    mx, my = (problem.a > 0).to(dt), (problem.b > 0).to(dt)
+    c_x = c_x.to(dt) * (mx[:, :, None] * mx[:, None, :])
+    c_y = c_y.to(dt) * (my[:, :, None] * my[:, None, :])
     if grad == "detach":
         C_in, c_x, c_y = problem.cost.detach(), c_x.detach(), c_y.detach()
     else:

@@ -73,7 +73,8 @@ def sinkhorn(
             With False, exactly ``max_iter`` iterations and no host sync.
         grad: ``"envelope"``, ``"autodiff"`` or ``"detach"`` (module docstring).
         init: ``(f, g)`` potentials in cost units from an earlier result, to warm-start
-            (the error is then also checked after about 2, 4 and 8 iterations).
+            (with ``early_stop`` the error is then also checked after about 2, 4 and 8
+            iterations).
         method: ``"stabilized"`` (default): cheap scaling iterations on the
             absorbed kernel, folded back into log-domain potentials at the end or when
             the scalings grow large, with log-domain steps for any pair whose

@@ -93,6 +93,38 @@ def test_linearised_cost_nonsymmetric_matches_brute_force():
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("early_stop,inner", [(False, 10), (True, 2)])
+def test_warm_start_over_a_moved_kernel_stays_finite(dtype, early_stop, inner):
+    """Small epsilon and a large alpha move the kernel by hundreds between outer steps:
+    a warm start without a log-domain step overflows, the pair is undone, and it must
+    still leave the inner loop with a finite plan for the new kernel."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 12, 3, generator=g, dtype=dtype)
+    y = torch.randn(4, 9, 3, generator=g, dtype=dtype)
+    C, cx, cy = torch.cdist(x, y), torch.cdist(x, x), torch.cdist(y, y)
+    for eps in (0.01, 0.003):
+        res = fused_gromov_wasserstein(C, cx, cy, epsilon=eps, alpha=0.9, max_iter=10,
+                                       inner_max_iter=inner, early_stop=early_stop, tol=1e-6)
+        for t in (res.plan, res.value, res.value_linear, res.value_quadratic):
+            assert torch.isfinite(t).all(), (eps, t)
+
+
+def test_garbage_on_structure_padding_is_ignored():
+    """Finite garbage (even 1e20, whose square overflows float32) on the padding of the
+    structure matrices changes nothing."""
+    C, Cx, Cy, xm, ym = _problem(dtype=torch.float32, seed=5)
+    pad_x = ~(xm[:, :, None] & xm[:, None, :])
+    pad_y = ~(ym[:, :, None] & ym[:, None, :])
+    kw = dict(alpha=0.5, epsilon=0.1, max_iter=20, inner_max_iter=200, tol=1e-7)
+    clean = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, **kw)
+    for junk in (1e3, 1e20):
+        dirty = fused_gromov_wasserstein(C, Cx.masked_fill(pad_x, junk), Cy.masked_fill(pad_y, -junk),
+                                         xm, ym, **kw)
+        torch.testing.assert_close(dirty.plan, clean.plan, atol=1e-7, rtol=0)
+        torch.testing.assert_close(dirty.value, clean.value, atol=1e-6, rtol=0)
+
+
 def test_alpha_zero_is_plain_sinkhorn():
     C, Cx, Cy, xm, ym = _problem(seed=3)
     fgw = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, alpha=0.0, epsilon=0.1, tol=1e-12,
