@@ -2,7 +2,8 @@
 """Stage 16: upload a packed model to the Hugging Face Hub.
 
 The token comes only from the environment variable ``HF_TOKEN``; it is never read
-from the command line, printed or written.
+from the command line, printed or written. The repository is created private unless
+``--public`` (as in the AISHELL recipe) when it does not exist.
 The zip is unpacked into the model repository (``meta.yaml``, config, weights,
 RESULTS.md), with ``RESULTS.md`` also as the model card (``README.md``).
 """
@@ -18,7 +19,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--packed", type=Path, required=True)
     p.add_argument("--repo", required=True, help="<user or org>/<name>")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--public", action="store_true", help="create the repository public")
     a = p.parse_args(argv)
     if not a.packed.is_file():
         raise SystemExit(f"upload_hf.py: error: {a.packed} does not exist (stage 14 packs it)")
@@ -34,7 +35,7 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - message must not echo a token
         raise SystemExit(f"upload_hf.py: error: not authenticated to the Hub "
                          f"({type(e).__name__}); check HF_TOKEN")
-    api.create_repo(a.repo, repo_type="model", private=a.private, exist_ok=True)
+    api.create_repo(a.repo, repo_type="model", private=not a.public, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(a.packed) as z:
             z.extractall(tmp)
