@@ -160,6 +160,7 @@ def prepare(cost, x_mask, y_mask, a, b, transpose: bool = False) -> Problem:
     a_solve = torch.where(nonempty[:, None], a_real, torch.full_like(a_real, 1.0 / N))
     b_solve = torch.where(nonempty[:, None], b_real, torch.full_like(b_real, 1.0 / M))
     cost = cost.masked_fill(~(real_x[:, :, None] & real_y[:, None, :]), 0.0)
+    live_f = (a_solve > 0).to(dt)[:, :, None] * (b_solve > 0).to(dt)[:, None, :]
     return Problem(
         cost=cost,
         a=a_real,
@@ -169,8 +170,8 @@ def prepare(cost, x_mask, y_mask, a, b, transpose: bool = False) -> Problem:
         nonempty=nonempty,
         a_solve=a_solve,
         b_solve=b_solve,
-        support_f=(a_real > 0).to(dt)[:, :, None] * (b_real > 0).to(dt)[:, None, :],
-        live_f=(a_solve > 0).to(dt)[:, :, None] * (b_solve > 0).to(dt)[:, None, :],
+        support_f=live_f * nonempty.to(dt)[:, None, None],  # a_solve = a_real if nonempty
+        live_f=live_f,
     )
 
 
@@ -531,10 +532,6 @@ class _Scaling:
     def extremes(self):
         """Smallest and largest scaling in the batch (NaN if any is NaN)."""
         return torch.aminmax(self._padded())
-
-    def safe(self) -> torch.Tensor:
-        """``(B,)`` bool: every real scaling within ``e^+-30`` of 1 (so finite, > 0)."""
-        return self._log_scalings().abs().amax(-1) < SAFE_LOG_SCALING  # NaN: False
 
     def absorb(self, check: bool):
         """Fold the scalings into ``(u, v)``. With ``check``, a pair whose scalings are

@@ -279,17 +279,16 @@ def fused_gromov_wasserstein(
             t.clone() for t in (plan, u, v, reg, n_iter, converged, error, inner_conv)
         )
 
-    p = plan
-    value_linear = (p * C_in).sum((1, 2))
-    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, p, symmetric, qy_in)
+    value_linear = (plan * C_in).sum((1, 2))
+    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, plan, symmetric, qy_in)
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
     value = (1.0 - alpha) * value_linear + alpha * value_quadratic + (reg if track else reg.detach())
     f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
     if swap:
-        p, f_out, g_out = p.transpose(1, 2), g_out, f_out
+        plan, f_out, g_out = plan.transpose(1, 2), g_out, f_out
     return FGWResult(
-        plan=p,
+        plan=plan,
         value=value,
         value_linear=value_linear,
         n_iter=n_iter,

@@ -102,10 +102,10 @@ def sinkhorn(
             K, problem, u, v, phi, max_iter, tol, check_every, early_stop, method,
             check_early=init is not None and tol > 0,
         )
-        u, v, plan, reg = out.u, out.v, out.plan, _core.entropic_terms(
-            problem, K, out.u, out.v, out.plan, epsilon, tau
+        u, v, plan, n_iter, converged, error = (
+            out.u, out.v, out.plan, out.n_iter, out.converged, out.error
         )
-        n_iter, converged, error = out.n_iter, out.converged, out.error
+        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
     if not track:  # out of inference mode (see _core.solve_mode)
         u, v, plan, reg, n_iter, converged, error = (
             t.clone() for t in (u, v, plan, reg, n_iter, converged, error)
