@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
-import time
 import warnings
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
-import numpy as np
 import torch
 
+from espnet_otreg.bench.timing import peak_mb, time_ms
 from espnet_otreg.ot import costs, fused_gromov_wasserstein, sinkhorn
 
 EPS = 0.1
@@ -85,52 +83,6 @@ def problem(batch, x=None, y=None):
     Cx = _scaled(costs.structure(x, xm, "sqeuclidean"))
     Cy = _scaled(costs.structure(y, ym, "sqeuclidean"))
     return C, Cx, Cy
-
-
-# ----------------------------------------------------------------------------- timing
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_ms(fn: Callable, device, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def peak_mb(fn: Callable, device) -> Optional[float]:
-    """Peak tensor memory of one call, in MB."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Replay the allocation trace: ops carry the bytes they allocate themselves,
-    # "[memory]" events the bytes freed (negative), in time order.
-    trace = []
-    for e in prof.events():
-        amount = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
-        if amount:
-            trace.append((e.time_range.start, amount))
-    cur = peak = 0
-    for _, amount in sorted(trace):
-        cur += amount
-        peak = max(peak, cur)
-    return peak / 2**20
 
 
 # ----------------------------------------------------------------------------- accuracy

@@ -6,7 +6,7 @@
 
 A step is what the trainer does per batch: zero_grad, forward, backward, Adam step.
 Both models of a pair have the same sizes, weights and batch (see
-:mod:`espnet_otreg.asr.bench` for ``--model gmot`` and :mod:`espnet_otreg.slm.bench`
+:mod:`espnet_otreg.bench.gmot` for ``--model gmot`` and :mod:`espnet_otreg.bench.slm`
 for ``--model slm``). It prints the median step time and the peak tensor memory of
 one step for each, then one JSON line with the ratio (method / baseline). Targets:
 GM-OT <= 1.15x plain CTC and OTReg <= 1.05x the base speech-LLM, on a GPU at recipe
@@ -21,7 +21,7 @@ import logging
 
 import torch
 
-from espnet_otreg.bin.bench_ot import peak_mb, time_ms
+from espnet_otreg.bench.timing import peak_mb, time_ms
 
 
 def make_step(model: torch.nn.Module, batch: dict):
@@ -57,11 +57,11 @@ def main(cmd=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model == "gmot":
-        from espnet_otreg.asr.bench import build_bench_models
+        from espnet_otreg.bench.gmot import build_bench_models
 
         pairs = build_bench_models(args.device, args.preset, args.batch_size)
     else:
-        from espnet_otreg.slm.bench import build_bench_models
+        from espnet_otreg.bench.slm import build_bench_models
 
         pairs = build_bench_models(args.device, args.preset)
     rows = {}

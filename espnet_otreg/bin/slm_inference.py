@@ -22,14 +22,12 @@ Decoding uses the LLM's ``generate`` with input embeddings (left-padded batch).
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-import torch
 
 
 def get_parser() -> argparse.ArgumentParser:

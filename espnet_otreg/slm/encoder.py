@@ -17,19 +17,7 @@ from typing import Optional, Tuple
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
-
-def resolve_dtype(dtype: str) -> torch.dtype:
-    """``"auto"``: bfloat16 when a CUDA device supports it, else float32."""
-    if dtype == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-            dtype
-        ]
-    except KeyError:
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+from espnet_otreg.slm.hf import enable_checkpointing, weight_dtype
 
 
 class HFWhisperEncoder(AbsEncoder):
@@ -43,9 +31,13 @@ class HFWhisperEncoder(AbsEncoder):
         dtype: weight dtype, ``auto`` = bfloat16 on a bf16 GPU when frozen, else float32.
         pad_to_30s: see the module docstring.
         gradient_checkpointing: recompute layer activations in backward (trainable case).
-        config: a ``WhisperConfig`` to build a randomly initialised encoder instead of
-            loading ``model_name_or_path`` (benchmarks at real sizes, no download).
+        config: a ``WhisperConfig`` (or its keywords) to build a randomly initialised
+            encoder instead of loading ``model_name_or_path`` (benchmarks at real
+            sizes, no download).
     """
+
+    #: the submodule holding the pretrained weights (left out of checkpoints while frozen)
+    pretrained_submodule = "model"
 
     def __init__(
         self,
@@ -61,7 +53,11 @@ class HFWhisperEncoder(AbsEncoder):
         from transformers import WhisperFeatureExtractor, WhisperModel
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-        torch_dtype = resolve_dtype(dtype) if freeze or dtype != "auto" else torch.float32
+        torch_dtype = weight_dtype(dtype, freeze)
+        if isinstance(config, dict):  # from YAML
+            from transformers import WhisperConfig
+
+            config = WhisperConfig(**config)
         if config is not None:
             self.model = WhisperEncoder(config).to(torch_dtype)
             fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
@@ -81,8 +77,6 @@ class HFWhisperEncoder(AbsEncoder):
         if freeze:
             self.model.requires_grad_(False)
         if gradient_checkpointing:
-            from espnet_otreg.slm.llm import enable_checkpointing
-
             enable_checkpointing(self.model)
 
     def output_size(self) -> int:

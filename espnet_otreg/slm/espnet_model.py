@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_otreg.slm.llm import context_length
+from espnet_otreg.slm.hf import context_length
 from espnet_otreg.slm.otreg import otreg_loss
 
 
@@ -69,7 +69,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         ot_stats: with ``lambda_ot = 0`` still solve the OT problem (no gradient) to
             report ``loss_ot`` / ``ot_cos`` for the base system's modality gap.
         pretrained_prefixes: submodules loaded from pretrained files (kept out of
-            checkpoints while frozen).
+            checkpoints while frozen); None: the LLM and the encoder's
+            ``pretrained_submodule`` if it has one (the HF Whisper encoder does).
         save_frozen_pretrained: keep them in checkpoints anyway.
         max_new_tokens: decoding length limit.
     """
@@ -98,7 +99,7 @@ class ESPnetSLMModel(AbsESPnetModel):
         ot_tol: float = 1e-4,
         ot_early_stop: bool = False,
         ot_stats: bool = True,
-        pretrained_prefixes: Sequence[str] = ("llm.",),
+        pretrained_prefixes: Optional[Sequence[str]] = None,
         save_frozen_pretrained: bool = False,
         max_new_tokens: int = 256,
     ):
@@ -124,6 +125,11 @@ class ESPnetSLMModel(AbsESPnetModel):
         self.ot_stats = ot_stats
         self.max_context = context_length(llm)
         self.max_new_tokens = max_new_tokens
+        if pretrained_prefixes is None:
+            pretrained_prefixes = ["llm."]
+            sub = getattr(encoder, "pretrained_submodule", None)
+            if sub:
+                pretrained_prefixes.append(f"encoder.{sub}.")
         self.pretrained_prefixes = tuple(pretrained_prefixes)
         self.save_frozen_pretrained = save_frozen_pretrained
 
@@ -133,9 +139,25 @@ class ESPnetSLMModel(AbsESPnetModel):
         else:
             for m in (frontend, normalize, encoder):
                 if m is not None:
-                    m.requires_grad_(not freeze_encoder)
+                    m.requires_grad_(not self.encoder_frozen(phase, freeze_encoder))
         self._register_state_dict_hook(ESPnetSLMModel._drop_frozen_pretrained)
         self.register_load_state_dict_post_hook(ESPnetSLMModel._allow_missing_frozen)
+
+    # ----------------------------------------------------------------- build policy
+    # What each phase trains, in one place; SLMTask asks these before it loads the
+    # pretrained parts (an HF encoder's frozen flag sets its load dtype).
+    @staticmethod
+    def encoder_frozen(phase: int, freeze_encoder: bool) -> bool:
+        """Phase 1 trains the projector only; phase 2 the encoder too unless frozen."""
+        return phase == 1 or bool(freeze_encoder)
+
+    @staticmethod
+    def llm_conf_for_phase(llm_conf: Dict, phase: int) -> Dict:
+        """``load_llm`` keywords for ``phase``: LoRA adapters come in phase 2 only."""
+        if phase == 1 and llm_conf.get("lora"):
+            logging.info("phase 1 trains the projector only: LoRA is added in phase 2")
+            return dict(llm_conf, lora=None)
+        return llm_conf
 
     # ----------------------------------------------------------------- checkpoints
     def _frozen_pretrained_names(self) -> set:

@@ -6,11 +6,11 @@ time, so checkpoints need not carry its frozen weights.
 """
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 
-from espnet_otreg.slm.encoder import resolve_dtype
+from espnet_otreg.slm.hf import enable_checkpointing, weight_dtype
 
 
 def load_llm(
@@ -20,6 +20,7 @@ def load_llm(
     lora: Optional[Dict] = None,
     gradient_checkpointing: bool = False,
     attn_implementation: Optional[str] = None,
+    config: Optional[Dict] = None,
 ) -> torch.nn.Module:
     """Load a Hugging Face causal LM.
 
@@ -32,14 +33,22 @@ def load_llm(
         lora: None, or peft ``LoraConfig`` keywords (``r``, ``lora_alpha``,
             ``lora_dropout``, ``target_modules``, ...); adds trainable adapters.
         gradient_checkpointing: recompute LLM activations in backward.
+        config: Hugging Face config keywords (with ``model_type``, e.g. ``qwen2``) to
+            build a randomly initialised LM of that shape instead of loading
+            ``model_name_or_path`` (benchmarks at real sizes, no download).
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    torch_dtype = resolve_dtype(dtype) if (freeze or dtype != "auto") else torch.float32
-    kwargs = {"dtype": torch_dtype}
+    kwargs = {"dtype": weight_dtype(dtype, freeze)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    llm = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+    if config is not None:
+        conf = dict(config)
+        llm = AutoModelForCausalLM.from_config(
+            AutoConfig.for_model(conf.pop("model_type"), **conf), **kwargs
+        )
+    else:
+        llm = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     if freeze:
         llm.requires_grad_(False)
     if gradient_checkpointing:
@@ -66,26 +75,3 @@ def add_lora(llm: torch.nn.Module, lora: Dict) -> torch.nn.Module:
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logging.info(f"LoRA adapters: {n} trainable parameters")
     return model
-
-
-def context_length(llm: torch.nn.Module) -> int:
-    """The LLM's maximum number of positions (prompt + speech + transcript)."""
-    cfg = llm.config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 1 << 30
-
-
-def trainable_names(module: torch.nn.Module) -> List[str]:
-    return [n for n, p in module.named_parameters() if p.requires_grad]
-
-
-def enable_checkpointing(model: torch.nn.Module) -> None:
-    """Non-reentrant activation checkpointing (transformers 5 name, 4.x fallback)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

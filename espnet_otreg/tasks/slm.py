@@ -20,8 +20,7 @@ Data keys: ``speech`` (sound), ``text`` (text), optional ``lang`` (utt2lang, tex
 """
 
 import argparse
-import logging
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
@@ -177,16 +176,19 @@ class SLMTask(AbsTask):
 
         model_conf = dict(_model_defaults(), **(args.model_conf or {}))
         phase = int(model_conf.get("phase", 2))
-        llm_conf = dict(DEFAULT_LLM_CONF, **(args.llm_conf or {}))
-        if phase == 1 and llm_conf.get("lora"):
-            logging.info("phase 1 trains the projector only: LoRA is added in phase 2")
-            llm_conf["lora"] = None
+        llm_conf = ESPnetSLMModel.llm_conf_for_phase(
+            dict(DEFAULT_LLM_CONF, **(args.llm_conf or {})), phase
+        )
         llm = load_llm(**llm_conf)
-        tokenizer = AutoTokenizer.from_pretrained(llm_conf["model_name_or_path"])
-        eos = tokenizer.eos_token_id
+        if llm_conf.get("config") is not None:  # a random LM of a given shape: no tokenizer
+            eos, pad, source = llm.config.eos_token_id, llm.config.pad_token_id, "config"
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(llm_conf["model_name_or_path"])
+            eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+            source = f"tokenizer of {llm_conf['model_name_or_path']}"
         if eos is None:
-            raise ValueError(f"tokenizer of {llm_conf['model_name_or_path']} has no eos token")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+            raise ValueError(f"{source} has no eos token")
+        pad = eos if pad is None else pad
 
         def build(choices, input_size=None, **extra):
             name = getattr(args, choices.name, None)
@@ -203,14 +205,15 @@ class SLMTask(AbsTask):
         normalize = build(normalize_choices)
         encoder_cls = encoder_choices.get_class(args.encoder)
         extra = {}
-        if issubclass(encoder_cls, HFWhisperEncoder):
-            extra["freeze"] = phase == 1 or bool(model_conf.get("freeze_encoder", True))
+        if getattr(encoder_cls, "pretrained_submodule", None):  # takes a freeze flag
+            extra["freeze"] = ESPnetSLMModel.encoder_frozen(
+                phase, model_conf.get("freeze_encoder", True)
+            )
         encoder = build(encoder_choices, input_size=input_size, **extra)
         llm_dim = llm.get_input_embeddings().weight.shape[1]
         projector = FrameStackProjector(
             encoder.output_size(), llm_dim, **(args.projector_conf or {})
         )
-        prefixes = ["llm."] + (["encoder.model."] if isinstance(encoder, HFWhisperEncoder) else [])
         return ESPnetSLMModel(
             encoder=encoder,
             projector=projector,
@@ -220,6 +223,5 @@ class SLMTask(AbsTask):
             frontend=frontend,
             specaug=specaug,
             normalize=normalize,
-            pretrained_prefixes=prefixes,
             **model_conf,
         )

@@ -16,7 +16,7 @@ def test_bench_step_tiny(capsys, model):
 
 
 def test_gmot_pair_shares_weights():
-    from espnet_otreg.asr.bench import build_bench_models
+    from espnet_otreg.bench.gmot import build_bench_models
 
     (_, ctc, b1), (_, gmot, b2) = build_bench_models("cpu", "tiny", batch_size=2)
     sd = gmot.state_dict()

@@ -1,6 +1,5 @@
 """Sinkhorn vs POT, pair by pair, on padded batches with mixed lengths."""
 
-import math
 
 import numpy as np
 import ot

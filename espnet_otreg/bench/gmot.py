@@ -9,7 +9,7 @@ FGW coupling, the projection and the fused CTC.
 Presets (random weights and audio, no download):
 
 - ``tiny``: a 2-block, 64-d Conformer; B=4 utterances of 2-3 s (a CI smoke test).
-- ``recipe``: the recipe's Conformer (``conf/train_asr_gmot.yaml``: 12 blocks, 256-d,
+- ``recipe``: the recipe's Conformer (``conf/train_asr_gmot.yaml``: 16 blocks, 256-d,
   4 heads, 2048 FFN, kernel 15, 80 mel bins, 4x subsampling), teacher dim 768,
   B=32 utterances of 3-8 s with 10-25 characters (AISHELL-1 averages ~4.5 s and 14
   characters).
@@ -17,12 +17,12 @@ Presets (random weights and audio, no download):
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import yaml
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+
+from espnet_otreg.bench import build_from_config
 
 PRESETS = {
     "tiny": dict(
@@ -31,16 +31,16 @@ PRESETS = {
         n_mels=40, teacher_dim=64, vocab=200, batch=4, seconds=(2.0, 3.0), chars=(10, 20),
     ),
     "recipe": dict(
-        encoder=dict(output_size=256, attention_heads=4, linear_units=2048, num_blocks=12,
+        encoder=dict(output_size=256, attention_heads=4, linear_units=2048, num_blocks=16,
                      cnn_module_kernel=15),
         n_mels=80, teacher_dim=768, vocab=4233, batch=32, seconds=(3.0, 8.0), chars=(10, 25),
     ),
 }
 
 
-def _config(p: dict, model: str, tmp: Path) -> Path:
+def _config(p: dict, model: str) -> Dict:
     tokens = ["<blank>", "<unk>"] + [f"c{i}" for i in range(p["vocab"] - 3)] + ["<sos/eos>"]
-    conf = dict(
+    return dict(
         token_list=tokens,
         frontend="default",
         frontend_conf=dict(n_fft=512, hop_length=160, win_length=400, n_mels=p["n_mels"]),
@@ -57,15 +57,6 @@ def _config(p: dict, model: str, tmp: Path) -> Path:
         model=model,
         model_conf=dict(ctc_weight=1.0, **(dict(teacher_dim=p["teacher_dim"]) if model == "gmot" else {})),
     )
-    path = tmp / f"{model}.yaml"
-    path.write_text(yaml.safe_dump(conf), encoding="utf-8")
-    return path
-
-
-def _build(config: Path):
-    from espnet_otreg.tasks.asr import GMOTASRTask
-
-    return GMOTASRTask.build_model(GMOTASRTask.get_parser().parse_args(["--config", str(config)]))
 
 
 def build_bench_models(
@@ -73,13 +64,14 @@ def build_bench_models(
 ) -> List[Tuple[str, torch.nn.Module, Dict]]:
     """``[("ctc", model, batch), ("gmot", model, batch)]``; ``model(**batch)`` gives
     ``(loss, stats, weight)`` and every parameter is trained."""
+    from espnet_otreg.tasks.asr import GMOTASRTask
+
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        gmot = _build(_config(p, "gmot", Path(tmp)))
-        ctc = _build(_config(p, "espnet", Path(tmp)))
+    gmot = build_from_config(GMOTASRTask, _config(p, "gmot"))
+    ctc = build_from_config(GMOTASRTask, _config(p, "espnet"))
     shared = {k: v for k, v in gmot.state_dict().items() if k in ctc.state_dict()}
     ctc.load_state_dict(shared, strict=True)
 
@@ -90,7 +82,7 @@ def build_bench_models(
     speech = 0.1 * torch.randn(B, int(lens.max()), generator=g)
     n_chars = torch.randint(p["chars"][0], p["chars"][1] + 1, (B,), generator=g)
     text = torch.randint(2, p["vocab"] - 1, (B, int(n_chars.max())), generator=g)
-    text = text.masked_fill(torch.arange(text.shape[1])[None] >= n_chars[:, None], -1)
+    text = text.masked_fill(make_pad_mask(n_chars), -1)
     base = dict(speech=speech, speech_lengths=lens, text=text, text_lengths=n_chars)
     teacher = dict(
         teacher_feats=torch.randn(B, int(n_chars.max()), p["teacher_dim"], generator=g),

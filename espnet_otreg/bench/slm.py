@@ -2,10 +2,11 @@
 
 :func:`build_bench_models` returns the base SLM (``lambda_ot = 0``) and the OTReg SLM
 (``lambda_ot = 0.3``, sqeuclidean cost, de-duplicated targets + blank, envelope
-gradient), phase 2, built from configs with random weights (no download). Both share
-the same frozen encoder and LLM modules (one copy in memory) and have projectors with
-identical initial weights, so the step-time difference is the OTReg loss alone (the
-base model does not solve OT for its stats here: ``ot_stats=False``).
+gradient), phase 2, both built by ``SLMTask`` from the same config with random weights
+(the Whisper encoder and the LLM from Hugging Face configs, no download). The two share
+one frozen encoder and LLM (one copy in memory) and have projectors with identical
+initial weights, so the step-time difference is the OTReg loss alone (the base model
+does not solve OT for its stats here: ``ot_stats: false``).
 
 Presets:
 
@@ -15,14 +16,13 @@ Presets:
   B=8 utterances of 8-15 s, transcripts of 30-60 tokens, stack k=5.
 """
 
-import copy
 from typing import Dict, List, Tuple
 
 import torch
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
-from espnet_otreg.slm.encoder import HFWhisperEncoder, resolve_dtype
-from espnet_otreg.slm.espnet_model import ESPnetSLMModel
-from espnet_otreg.slm.projector import FrameStackProjector
+from espnet_otreg.bench import build_from_config
+from espnet_otreg.slm.hf import resolve_dtype
 
 PRESETS = {
     "tiny": dict(
@@ -49,50 +49,53 @@ PRESETS = {
 }
 
 
+def _config(p: dict, lambda_ot: float, dtype: torch.dtype) -> Dict:
+    name = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
+    return dict(
+        frontend=None,
+        encoder="hf_whisper",
+        encoder_conf=dict(config=p["whisper"], dtype=name, pad_to_30s=p["pad_to_30s"]),
+        projector_conf=dict(stack=p["stack"]),
+        llm_conf=dict(
+            config=dict(model_type="qwen2", eos_token_id=1, pad_token_id=0, **p["llm"]),
+            dtype=name,
+        ),
+        model_conf=dict(phase=2, lambda_ot=lambda_ot, ot_stats=False),
+    )
+
+
 def build_bench_models(device: str, preset: str) -> List[Tuple[str, torch.nn.Module, Dict]]:
     """``[("base", model, batch_kwargs), ("otreg", model, batch_kwargs)]``.
 
     ``model(**batch_kwargs)`` returns ``(loss, stats, weight)``; the trainable parameters
     are those with ``requires_grad`` (the projector).
     """
-    from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig
+    from espnet_otreg.tasks.slm import SLMTask
 
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     p = PRESETS[preset]
     dtype = resolve_dtype(p["dtype"]) if device.startswith("cuda") else torch.float32
     gen = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(0)
-        encoder = HFWhisperEncoder(
-            config=WhisperConfig(**p["whisper"]), freeze=True,
-            dtype="bfloat16" if dtype == torch.bfloat16 else "float32",
-            pad_to_30s=p["pad_to_30s"],
-        )
-        llm_conf = Qwen2Config(**p["llm"], eos_token_id=1, pad_token_id=0)
-        llm = Qwen2ForCausalLM(llm_conf).to(dtype).requires_grad_(False)
-        projector = FrameStackProjector(
-            encoder.output_size(), llm_conf.hidden_size, stack=p["stack"]
-        )
     models = []
-    for name, lam in (("base", 0.0), ("otreg", 0.3)):
-        model = ESPnetSLMModel(
-            encoder=encoder, projector=copy.deepcopy(projector), llm=llm,
-            eos_token_id=1, pad_token_id=0, phase=2, lambda_ot=lam, ot_stats=False,
-            pretrained_prefixes=("llm.", "encoder.model."),
-        ).to(device)
-        model.train()  # as the trainer does: frozen submodules stay in eval mode
-        models.append((name, model))
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        for name, lam in (("base", 0.0), ("otreg", 0.3)):
+            torch.manual_seed(0)  # the same projector weights in both
+            models.append((name, build_from_config(SLMTask, _config(p, lam, dtype))))
+    (_, base), (_, otreg) = models
+    base.encoder, base.llm = otreg.encoder, otreg.llm  # one copy of the frozen parts
+    for _, model in models:
+        model.to(device).train()  # as the trainer does: frozen submodules stay in eval mode
 
     B = p["batch"]
+    V = p["llm"]["vocab_size"]
     lo, hi = p["seconds"]
     n = (16000 * (lo + (hi - lo) * torch.rand(B, generator=gen))).long()
     speech = 0.1 * torch.randn(B, int(n.max()), generator=gen)
+    # (not make_pad_mask: its traceable form builds an (L+1)^2 matrix, L = samples here)
     speech = speech * (torch.arange(speech.size(1))[None] < n[:, None])
     t = torch.randint(p["tokens"][0], p["tokens"][1] + 1, (B,), generator=gen)
-    V = llm_conf.vocab_size
-    text = torch.randint(2, V, (B, int(t.max())), generator=gen)
-    text = torch.where(torch.arange(text.size(1))[None] < t[:, None], text, -1)
+    text = torch.randint(2, V, (B, int(t.max())), generator=gen).masked_fill(make_pad_mask(t), -1)
     batch = dict(
         speech=speech, speech_lengths=n, text=text, text_lengths=t,
         prompt_pre=torch.randint(2, V, (B, 10), generator=gen),

@@ -1,8 +1,7 @@
 """bench.build_bench_models at the tiny preset: both models build and run a step."""
 
-import torch
 
-from espnet_otreg.slm.bench import PRESETS, build_bench_models
+from espnet_otreg.bench.slm import PRESETS, build_bench_models
 
 
 def test_build_bench_models_tiny():
