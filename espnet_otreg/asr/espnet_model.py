@@ -52,14 +52,8 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_otreg.asr.gmot import GMOTAligner, GMOTOutput, coupling_stats
 from espnet_otreg.asr.teacher import Teacher
+from espnet_otreg.ot import lengths_to_mask
 
-# model_conf keys of ours; everything else is ESPnetASRModel's (used by export_ctc).
-GMOT_KEYS = (
-    "teacher", "teacher_layer", "teacher_source", "teacher_dim", "adapter_hidden",
-    "alpha", "rho", "epsilon", "ws", "tau", "beta", "lambda_", "edge_metric",
-    "align_loss", "ot_max_iter", "ot_inner_max_iter", "ot_tol", "ot_grad", "ot_early_stop",
-    "share_fused_ctc",
-)
 # Prefixes of the training-only parameters (absent from an exported CTC model).
 TRAIN_ONLY_PREFIXES = ("adapter.", "fusion.", "ctc_fused.")
 
@@ -180,16 +174,20 @@ class ESPnetGMOTModel(ESPnetASRModel):
         else:
             self.fusion = None
             self.ctc_fused = None
-        # Not a submodule: never in parameters(), the optimizer or the state dict.
+        # A plain object, not an nn.Module: never in parameters(), the optimizer or the
+        # state dict. Loaded on first use (teacher_source: online).
         self._teacher: Optional[Teacher] = None
 
     # ------------------------------------------------------------------ teacher
+    @property
+    def teacher(self) -> Optional[Teacher]:
+        """The online teacher once loaded (None before, and with cached features)."""
+        return self._teacher
+
     def _load_teacher(self, device: torch.device) -> Teacher:
         if self._teacher is None:
             logging.info("GM-OT: loading the teacher %s (frozen)", self.teacher_name)
-            object.__setattr__(
-                self, "_teacher", Teacher(self.teacher_name, self.teacher_layer, device)
-            )
+            self._teacher = Teacher(self.teacher_name, self.teacher_layer, device)
         return self._teacher.to(device)
 
     def ids_to_texts(self, text: torch.Tensor, text_lengths: torch.Tensor) -> List[str]:
@@ -296,9 +294,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
 
     def _couple(self, encoder_out, encoder_out_lens, z, z_lens) -> Tuple[GMOTOutput, torch.Tensor]:
         """gamma* between the adapted frames and the teacher tokens; also the frame mask."""
-        dev = encoder_out.device
-        h_mask = torch.arange(encoder_out.shape[1], device=dev)[None] < encoder_out_lens[:, None]
-        z_mask = torch.arange(z.shape[1], device=dev)[None] < z_lens[:, None]
+        h_mask = lengths_to_mask(encoder_out_lens, encoder_out.size(1))
+        z_mask = lengths_to_mask(z_lens, z.size(1))
         return self.gmot(self.adapter(encoder_out), h_mask, z, z_mask), h_mask
 
     def _gmot_terms(self, encoder_out, encoder_out_lens, text, text_lengths, z, z_lens, stats):

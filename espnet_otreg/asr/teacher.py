@@ -22,6 +22,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from espnet_otreg.ot import lengths_to_mask
+
 
 class Teacher:
     """A frozen Hugging Face encoder (``AutoModel``) in eval mode.
@@ -111,5 +113,4 @@ def pack_left(x: torch.Tensor, keep: torch.Tensor) -> Tuple[torch.Tensor, torch.
     m = int(lengths.max()) if keep.numel() else 0
     order = order[:, :m]
     out = torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
-    valid = torch.arange(m, device=x.device)[None, :] < lengths[:, None]
-    return out * valid[..., None], lengths
+    return out * lengths_to_mask(lengths, m)[..., None], lengths

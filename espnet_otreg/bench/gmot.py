@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
 from espnet_otreg.bench import build_from_config
+from espnet_otreg.ot import lengths_to_mask
 
 PRESETS = {
     "tiny": dict(
@@ -82,7 +82,7 @@ def build_bench_models(
     speech = 0.1 * torch.randn(B, int(lens.max()), generator=g)
     n_chars = torch.randint(p["chars"][0], p["chars"][1] + 1, (B,), generator=g)
     text = torch.randint(2, p["vocab"] - 1, (B, int(n_chars.max())), generator=g)
-    text = text.masked_fill(make_pad_mask(n_chars), -1)
+    text = text.masked_fill(~lengths_to_mask(n_chars), -1)
     base = dict(speech=speech, speech_lengths=lens, text=text, text_lengths=n_chars)
     teacher = dict(
         teacher_feats=torch.randn(B, int(n_chars.max()), p["teacher_dim"], generator=g),

@@ -19,9 +19,9 @@ Presets:
 from typing import Dict, List, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
 from espnet_otreg.bench import build_from_config
+from espnet_otreg.ot import lengths_to_mask
 from espnet_otreg.slm.hf import resolve_dtype
 
 PRESETS = {
@@ -92,10 +92,9 @@ def build_bench_models(device: str, preset: str) -> List[Tuple[str, torch.nn.Mod
     lo, hi = p["seconds"]
     n = (16000 * (lo + (hi - lo) * torch.rand(B, generator=gen))).long()
     speech = 0.1 * torch.randn(B, int(n.max()), generator=gen)
-    # (not make_pad_mask: its traceable form builds an (L+1)^2 matrix, L = samples here)
-    speech = speech * (torch.arange(speech.size(1))[None] < n[:, None])
+    speech = speech * lengths_to_mask(n, speech.size(1))
     t = torch.randint(p["tokens"][0], p["tokens"][1] + 1, (B,), generator=gen)
-    text = torch.randint(2, V, (B, int(t.max())), generator=gen).masked_fill(make_pad_mask(t), -1)
+    text = torch.randint(2, V, (B, int(t.max())), generator=gen).masked_fill(~lengths_to_mask(t), -1)
     batch = dict(
         speech=speech, speech_lengths=n, text=text, text_lengths=t,
         prompt_pre=torch.randint(2, V, (B, 10), generator=gen),

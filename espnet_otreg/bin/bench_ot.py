@@ -36,7 +36,7 @@ from typing import Dict, List
 import torch
 
 from espnet_otreg.bench.timing import peak_mb, time_ms
-from espnet_otreg.ot import costs, fused_gromov_wasserstein, sinkhorn
+from espnet_otreg.ot import costs, fused_gromov_wasserstein, lengths_to_mask, sinkhorn
 
 EPS = 0.1
 ALPHA = 0.5
@@ -60,8 +60,7 @@ def make_batch(B, n_range, m_range, dim, device, seed=0, same_length=False):
         yl = torch.randint(m_range[0], M + 1, (B,), generator=g)
     x = torch.randn(B, N, dim, generator=g)
     y = torch.randn(B, M, dim, generator=g)
-    xm = torch.arange(N)[None] < xl[:, None]
-    ym = torch.arange(M)[None] < yl[:, None]
+    xm, ym = lengths_to_mask(xl, N), lengths_to_mask(yl, M)
     return dict(x=x.to(device), y=y.to(device), xm=xm.to(device), ym=ym.to(device))
 
 

@@ -21,7 +21,9 @@ projector outputs and ``e`` the LLM input embeddings of the transcript tokens:
 Per language too when the data dir has utt2lang (OT cost, matched cosine).
 Writes ``modality_gap.json``, ``modality_gap.md`` (table) and ``modality_gap.png``
 (histograms of per-utterance matched cosine and OT cost; the similarity matrix).
-Skipped utterances (empty transcript, too short audio) are counted and listed.
+Utterances the model would skip in training (``ESPnetSLMModel.check_batch``: empty
+transcript, audio shorter than one projector step, longer than the LLM context) are
+counted and listed with the model's wording.
 """
 
 import argparse
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from espnet_otreg.slm.otreg import otreg_loss
+from espnet_otreg.ot import lengths_to_mask
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,7 +52,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 @torch.no_grad()
 def measure(model, loader, device):
-    emb = model.llm.get_input_embeddings()
     rows, speech_pool, text_pool, skipped = [], [], [], {}
     for step, (keys, batch) in enumerate(loader, 1):
         if step % 20 == 0:
@@ -58,31 +59,32 @@ def measure(model, loader, device):
         batch = {k: v.to(device) for k, v in batch.items()}
         z, z_lens = model.encode(batch["speech"], batch["speech_lengths"])
         text, t_lens = batch["text"], batch["text_lengths"]
-        ok = (z_lens > 0) & (t_lens > 0)
-        for i in (~ok).nonzero().flatten().tolist():
-            skipped[keys[i]] = "empty transcript" if int(t_lens[i]) == 0 else "audio too short"
+        # the utterances the model trains on (the same skip rules and wording)
+        ok, _, reasons = model.check_batch(
+            z_lens, t_lens, batch["prompt_pre_lengths"], batch["prompt_post_lengths"], keys
+        )
+        skipped.update({keys[i]: r for i, r in enumerate(reasons) if r is not None})
         idx = ok.nonzero().flatten()
         if idx.numel() == 0:
             continue
         z, z_lens, text, t_lens = z[idx], z_lens[idx], text[idx], t_lens[idx]
         z = z[:, : int(z_lens.max())].float()
         text = text[:, : int(t_lens.max())]
-        z_mask = torch.arange(z.size(1), device=device)[None] < z_lens[:, None]
-        t_mask = torch.arange(text.size(1), device=device)[None] < t_lens[:, None]
-        e = emb(text.clamp_min(0)).float()
-        res = otreg_loss(
-            z, z_mask, e, t_mask,
-            text_ids=text if model.ot_dedup else None,
-            blank=emb.weight[model.pad_token_id] if model.ot_blank else None,
-            **model.ot_conf,
-        )
-        speech_pool.append((z * z_mask[..., None]).sum(1) / z_lens[:, None])
-        text_pool.append((e * t_mask[..., None]).sum(1) / t_lens[:, None])
+        res = model.otreg(z, z_lens, text, t_lens)
+        e = model.llm.get_input_embeddings()(text.clamp_min(0)).float()
+        speech_pool.append(masked_mean(z, z_lens))
+        text_pool.append(masked_mean(e, t_lens))
         for j, i in enumerate(idx.tolist()):
             rows.append(
                 dict(utt_id=keys[i], ot_cost=float(res.loss[j]), matched_cos=float(res.cosine[j]))
             )
     return rows, speech_pool, text_pool, skipped
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over the first ``lengths[b]`` rows of ``x[b]``: ``(B, L, D)`` -> ``(B, D)``."""
+    mask = lengths_to_mask(lengths, x.size(1))
+    return (x * mask[..., None]).sum(1) / lengths[:, None]
 
 
 def retrieval(speech_pool, text_pool, chunk: int = 1024, n_plot: int = 64):

@@ -59,8 +59,8 @@ def plot(plan: np.ndarray, labels: Sequence[str], title: str, path: Path) -> Non
 
 def token_labels(model, text, text_lengths, m: int) -> List[str]:
     """The teacher's own tokens (online teacher), else the transcript's tokens."""
-    if model.teacher_source == "online" and model._teacher is not None:
-        toks = model._teacher.tokenizer.tokenize(model.ids_to_texts(text, text_lengths)[0])
+    if model.teacher_source == "online" and model.teacher is not None:
+        toks = model.teacher.tokenizer.tokenize(model.ids_to_texts(text, text_lengths)[0])
         if len(toks) == m:
             return toks
     chars = [model.token_list[i] for i in text[0, : int(text_lengths[0])].tolist()]

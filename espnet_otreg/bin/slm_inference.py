@@ -7,26 +7,23 @@
         --slm_train_config exp/slm/config.yaml --slm_model_file exp/slm/valid.acc.ave.pth \\
         --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound \\
         --data_path_and_name_and_type dump/raw/test/utt2lang,lang,text \\
-        --output_dir exp/slm/decode_test --batch_size 8 --ngpu 1 [--beam_size 4] [--nj 4]
+        --output_dir exp/slm/decode_test --batch_size 8 --ngpu 1 [--beam_size 4]
 
 Writes ``<output_dir>/text`` (``<utt_id> <hypothesis>``, sorted by utterance id, like
 ESPnet's ``1best_recog/text``) and ``<output_dir>/skipped`` (``<utt_id> <reason>``) for
 utterances that cannot be decoded (audio shorter than one projector step, prompt longer
 than the LLM context); they get an empty hypothesis, so scoring counts them as deletions.
 
-Parallel jobs as in ESPnet: ``--key_file`` restricts decoding to the listed utterances
-(one job per split of the keys, e.g. from run.pl); ``--nj N`` does the split here, runs N
-worker processes (``<output_dir>/split<N>/output.<j>``) and merges their outputs.
+Parallel jobs as in ESPnet: ``--key_file`` restricts decoding to the listed utterances;
+the recipe (stage 12) splits the keys, runs one job per split and merges the outputs.
 Decoding uses the LLM's ``generate`` with input embeddings (left-padded batch).
 """
 
 import argparse
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 
 
@@ -47,7 +44,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_new_tokens", type=int, default=None)
     p.add_argument("--length_penalty", type=float, default=1.0)
     p.add_argument("--repetition_penalty", type=float, default=1.0)
-    p.add_argument("--nj", type=int, default=1, help="parallel worker processes")
     p.add_argument("--log_level", default="INFO")
     return p
 
@@ -74,11 +70,6 @@ class Speech2TextSLM:
             " ".join(self.tokenizer.decode(h, skip_special_tokens=True).split()) for h in ids
         ]
         return texts, reasons
-
-
-def read_keys(path: str) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.split(maxsplit=1)[0] for line in f if line.strip()]
 
 
 def decode(args) -> None:
@@ -127,62 +118,13 @@ def write_outputs(out_dir: Path, texts: dict, skipped: dict) -> None:
             f.write(f"{k} {skipped[k]}\n")
 
 
-def run_parallel(args, argv: Sequence[str]) -> None:
-    """Split the keys into ``nj`` files, decode each in a worker, merge the outputs."""
-    out_dir = Path(args.output_dir)
-    keys = read_keys(args.key_file or args.data_path_and_name_and_type[0][0])
-    nj = min(args.nj, len(keys))
-    split = out_dir / f"split{nj}"
-    split.mkdir(parents=True, exist_ok=True)
-    base = []
-    skip = False
-    for a in argv:  # drop --nj/--key_file/--output_dir (and their values) from argv
-        if skip:
-            skip = False
-            continue
-        if a in ("--nj", "--key_file", "--output_dir"):
-            skip = True
-            continue
-        if a.split("=")[0] in ("--nj", "--key_file", "--output_dir"):
-            continue
-        base.append(a)
-    procs = []
-    for j in range(1, nj + 1):
-        kf = split / f"keys.{j}.scp"
-        kf.write_text("".join(f"{k}\n" for k in keys[j - 1 :: nj]), encoding="utf-8")
-        cmd = [sys.executable, "-m", "espnet_otreg.bin.slm_inference", *base,
-               "--key_file", str(kf), "--output_dir", str(split / f"output.{j}"), "--nj", "1"]
-        log = open(split / f"decode.{j}.log", "w")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, j))
-    failed = []
-    for proc, log, j in procs:
-        proc.wait()
-        log.close()
-        if proc.returncode != 0:
-            failed.append(j)
-    if failed:
-        raise RuntimeError(f"decoding jobs {failed} failed: see {split}/decode.<j>.log")
-    texts, skipped = {}, {}
-    for j in range(1, nj + 1):
-        for name, d in (("text", texts), ("skipped", skipped)):
-            for line in (split / f"output.{j}" / name).read_text(encoding="utf-8").splitlines():
-                k, _, v = line.partition(" ")
-                d[k] = v
-    write_outputs(out_dir, texts, skipped)
-    logging.info(f"merged {nj} jobs: {len(texts)} utterances -> {out_dir}/text")
-
-
 def main(cmd=None):
-    argv = list(sys.argv[1:] if cmd is None else cmd)
-    args = get_parser().parse_args(argv)
+    args = get_parser().parse_args(cmd)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    if args.nj > 1:
-        run_parallel(args, argv)
-    else:
-        decode(args)
+    decode(args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
 import time
 import urllib.error
@@ -222,14 +221,3 @@ def extract_tar(archive: PathLike, dest_dir: PathLike, remove_archive: bool = Fa
         archive.unlink()
     log.info("%s: extracted into %s", archive, dest_dir)
     return dest_dir
-
-
-def copy_or_link(src: PathLike, dst: PathLike) -> None:
-    """Symlink ``dst`` -> ``src`` (absolute), or copy when links are not possible."""
-    src, dst = Path(src).resolve(), Path(dst)
-    if dst.exists() or dst.is_symlink():
-        return
-    try:
-        dst.symlink_to(src)
-    except OSError:
-        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)

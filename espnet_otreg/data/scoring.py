@@ -29,7 +29,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from espnet_otreg.data.datadir import DataDirError, read_kv
 
@@ -264,11 +264,3 @@ def summary_table(per_spk: Mapping[str, Counts], title: str) -> str:
     lines.append("Scored by espnet_otreg.data.scoring (Python, sclite weights: sub 4, "
                  "ins 3, del 3).")
     return "\n".join(lines) + "\n"
-
-
-def totals(per_utt: Sequence[Tuple[Sequence[str], Sequence[str]]]) -> Counts:
-    """Summed :func:`align` counts of (ref tokens, hyp tokens) pairs."""
-    c = Counts()
-    for r, h in per_utt:
-        c.add(align(r, h))
-    return c

@@ -6,6 +6,9 @@ problems and return an :class:`OTResult`:
 - :func:`sinkhorn`: entropic OT, balanced or unbalanced (``tau``), log domain.
 - :func:`fused_gromov_wasserstein`: entropic fused Gromov-Wasserstein (square loss).
 
+Masks (``True`` on real positions) say which rows and columns of a padded problem are
+real; :func:`lengths_to_mask` makes them from lengths.
+
 Losses built on these live with their models (``espnet_otreg.asr`` for GM-OT,
 ``espnet_otreg.slm`` for OTReg). Every solver is checked against POT in ``test/ot``.
 """
@@ -14,6 +17,7 @@ from espnet_otreg.ot import costs
 from espnet_otreg.ot._core import OTResult
 from espnet_otreg.ot.costs import cosine, sqeuclidean, structure, temporal_prior
 from espnet_otreg.ot.gromov import FGWResult, fused_gromov_wasserstein
+from espnet_otreg.ot.masks import lengths_to_mask
 from espnet_otreg.ot.sinkhorn import sinkhorn
 
 __all__ = [
@@ -26,4 +30,5 @@ __all__ = [
     "fused_gromov_wasserstein",
     "OTResult",
     "FGWResult",
+    "lengths_to_mask",
 ]

@@ -39,8 +39,18 @@ import torch.nn.functional as F
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from espnet_otreg.ot import lengths_to_mask
 from espnet_otreg.slm.hf import context_length
-from espnet_otreg.slm.otreg import otreg_loss
+from espnet_otreg.slm.otreg import OTRegOutput, otreg_loss
+
+
+#: Why an utterance is left out of a training step, a decode or a measurement; the
+#: keys are the stats that count them.
+SKIP_REASONS = {
+    "skip_empty": "empty transcript",
+    "skip_short": "audio shorter than one projector step",
+    "skip_long": "longer than the LLM context",
+}
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -286,34 +296,41 @@ class ESPnetSLMModel(AbsESPnetModel):
         embeds = torch.where(in_z[:, :, None], zg.to(embeds.dtype), embeds)
         return embeds, (p >= 0).long(), p.clamp_min(0), labels
 
-    def _check_batch(self, z_lens, text_lengths, pre_lens, post_lens, utt_id, extra_tokens):
-        """Bool ``(B,)`` valid mask and per-reason counts; logs skipped utterances."""
-        if text_lengths is None:
-            empty = torch.zeros_like(z_lens, dtype=torch.bool)
-        else:
-            empty = text_lengths == 0
-        short = z_lens == 0
+    def check_batch(
+        self, z_lens, text_lengths, pre_lens, post_lens, utt_id=None, extra_tokens: int = 0
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], List[Optional[str]]]:
+        """Which utterances of a batch the model can use (:data:`SKIP_REASONS`).
+
+        ``text_lengths`` None (decoding): no transcript, so none is empty and none adds
+        to the length; ``extra_tokens`` reserves positions (1 for the first generated
+        token). Returns a bool ``(B,)`` valid mask, the count per reason (the stats) and
+        per utterance None or the reason it is skipped; each skip is logged with its id.
+        """
+        empty = torch.zeros_like(z_lens, dtype=torch.bool)
         total = pre_lens + z_lens + post_lens + extra_tokens
         if text_lengths is not None:
+            empty = text_lengths == 0
             total = total + text_lengths + 1
+        short = z_lens == 0
         long = total > self.max_context
-        counts = {
+        masks = {
             "skip_empty": empty,
             "skip_short": short & ~empty,
             "skip_long": long & ~short & ~empty,
         }
         valid = ~(empty | short | long)
+        reasons: List[Optional[str]] = [None] * z_lens.size(0)
         if not bool(valid.all()):
-            for reason, bad in counts.items():
+            for key, bad in masks.items():
                 for i in bad.nonzero().flatten().tolist():
+                    reasons[i] = SKIP_REASONS[key]
+                    detail = (
+                        f": {int(total[i])} positions > LLM context {self.max_context}"
+                        if key == "skip_long" else ""
+                    )
                     name = utt_id[i] if utt_id is not None else f"#{i}"
-                    what = {
-                        "skip_empty": "empty transcript",
-                        "skip_short": "audio shorter than one projector step",
-                        "skip_long": f"{int(total[i])} positions > LLM context {self.max_context}",
-                    }[reason]
-                    logging.warning(f"utterance {name}: skipped ({what})")
-        return valid, {k: v.sum().float() for k, v in counts.items()}
+                    logging.warning(f"utterance {name}: skipped ({reasons[i]}{detail})")
+        return valid, {k: v.sum().float() for k, v in masks.items()}, reasons
 
     # ----------------------------------------------------------------- training
     def forward(
@@ -330,8 +347,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]], torch.Tensor]:
         z, z_lens = self.encode(speech, speech_lengths)
-        valid, stats = self._check_batch(
-            z_lens, text_lengths, prompt_pre_lengths, prompt_post_lengths, utt_id, 0
+        valid, stats, _ = self.check_batch(
+            z_lens, text_lengths, prompt_pre_lengths, prompt_post_lengths, utt_id
         )
         if not bool(valid.all()):
             keep = valid.nonzero().flatten()
@@ -376,8 +393,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         stats.update(loss_ce=loss_ce.detach(), acc=acc)
 
         if self.lambda_ot > 0 or self.ot_stats:
-            loss_ot, ot_stats = self.ot_loss(z, z_lens, text, text_lengths)
-            stats.update(ot_stats)
+            loss_ot, stats_ot = self.ot_loss(z, z_lens, text, text_lengths)
+            stats.update(stats_ot)
             if self.lambda_ot > 0:
                 loss = loss + self.lambda_ot * loss_ot
 
@@ -388,18 +405,23 @@ class ESPnetSLMModel(AbsESPnetModel):
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, torch.tensor(float(n))), loss.device)
 
+    def otreg(self, z, z_lens, text, text_lengths) -> OTRegOutput:
+        """OTReg of a batch with the model's OT options, per utterance (the loss and
+        ``modality_gap`` both use it): ``z`` against the LLM input embeddings of
+        ``text``, de-duplicated and with the blank anchor if configured."""
+        emb = self.llm.get_input_embeddings()
+        return otreg_loss(
+            z, lengths_to_mask(z_lens, z.size(1)),
+            emb(text.clamp_min(0)), lengths_to_mask(text_lengths, text.size(1)),
+            text_ids=text if self.ot_dedup else None,
+            blank=emb.weight[self.pad_token_id] if self.ot_blank else None,
+            **self.ot_conf,
+        )
+
     def ot_loss(self, z, z_lens, text, text_lengths):
         """OTReg loss (mean over utterances) and its stats; no graph when lambda_ot = 0."""
-        z_mask = torch.arange(z.size(1), device=z.device)[None] < z_lens[:, None]
-        t_mask = torch.arange(text.size(1), device=z.device)[None] < text_lengths[:, None]
-        emb = self.llm.get_input_embeddings()
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.lambda_ot > 0):
-            res = otreg_loss(
-                z, z_mask, emb(text.clamp_min(0)), t_mask,
-                text_ids=text if self.ot_dedup else None,
-                blank=emb.weight[self.pad_token_id] if self.ot_blank else None,
-                **self.ot_conf,
-            )
+            res = self.otreg(z, z_lens, text, text_lengths)
             loss_ot = res.loss.mean()
         stats = dict(
             loss_ot=loss_ot.detach(),
@@ -447,17 +469,10 @@ class ESPnetSLMModel(AbsESPnetModel):
         from transformers import GenerationConfig
 
         z, z_lens = self.encode(speech, speech_lengths)
-        valid, _ = self._check_batch(
-            z_lens, None, prompt_pre_lengths, prompt_post_lengths, utt_id, 1
+        valid, _, reasons = self.check_batch(
+            z_lens, None, prompt_pre_lengths, prompt_post_lengths, utt_id, extra_tokens=1
         )
-        B = z.size(0)
-        hyps: List[List[int]] = [[] for _ in range(B)]
-        reasons: List[Optional[str]] = [None] * B
-        bad = (~valid).nonzero().flatten().tolist()
-        for i in bad:
-            reasons[i] = "audio shorter than one projector step" if int(z_lens[i]) == 0 else (
-                "prompt and speech longer than the LLM context"
-            )
+        hyps: List[List[int]] = [[] for _ in range(z.size(0))]
         keep = valid.nonzero().flatten()
         if keep.numel() == 0:
             return hyps, reasons

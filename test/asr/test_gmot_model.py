@@ -73,8 +73,8 @@ def test_online_teacher_frozen_and_not_saved(tmp_path):
     m = build_model(tiny_config(tmp_path, teacher_source="online"))
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     loss, stats, _ = m(**batch(teacher=False))
-    assert m._teacher is not None and float(stats["loss_gmot"]) > 0
-    teacher = m._teacher.model
+    assert m.teacher is not None and float(stats["loss_gmot"]) > 0
+    teacher = m.teacher.model
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     loss.sum().backward()
     opt.step()

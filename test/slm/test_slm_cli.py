@@ -1,4 +1,4 @@
-"""CLI tests: slm_train (collect stats + 1 epoch), slm_inference (incl. --nj), modality_gap."""
+"""CLI tests: slm_train (collect stats + 1 epoch), slm_inference (incl. split jobs), modality_gap."""
 
 import importlib.util
 import json
@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from slm_helpers import build_tiny_dirs, write_data_dir
+
+from espnet_otreg.data.datadir import merge_kv, split_scp
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,14 +98,18 @@ def test_train_collect_stats_decode_gap(tmp_path):
     assert (tmp_path / "exp/p2/2epoch.pth").exists()
     model = tmp_path / "exp/p2/1epoch.pth"
 
-    # decoding, single job and --nj 2
+    # decoding, one job and two --key_file jobs merged (what run.sh stage 12 does)
     infer = ["espnet_otreg.bin.slm_inference", "--slm_train_config", "exp/p2/config.yaml",
              "--slm_model_file", str(model), "--batch_size", "4",
              "--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
              "--data_path_and_name_and_type", f"{data}/utt2lang,lang,text",
              "--max_new_tokens", "5"]
     run(infer + ["--output_dir", "dec1"], tmp_path)
-    run(infer + ["--output_dir", "dec2", "--nj", "2"], tmp_path)
+    keys = [tmp_path / f"keys.{j}.scp" for j in (1, 2)]
+    split_scp(data / "wav.scp", keys)
+    for j, kf in enumerate(keys, 1):
+        run(infer + ["--key_file", str(kf), "--output_dir", f"dec2/output.{j}"], tmp_path)
+    merge_kv(tmp_path / "dec2/text", [tmp_path / f"dec2/output.{j}/text" for j in (1, 2)])
     lines1 = (tmp_path / "dec1/text").read_text().splitlines()
     assert [ln.split()[0] for ln in lines1] == sorted(
         ln.split()[0] for ln in (data / "wav.scp").read_text().splitlines()

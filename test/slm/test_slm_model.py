@@ -8,6 +8,7 @@ import torch
 
 from slm_helpers import build_tiny_dirs, make_batch, task_args, trainable
 
+from espnet_otreg.slm.espnet_model import SKIP_REASONS
 from espnet_otreg.tasks.slm import SLMTask
 
 
@@ -225,7 +226,7 @@ def test_prompt_too_long_for_context(short_ctx_dirs, caplog):
     hyps, reasons = model.generate(
         **{k: v for k, v in batch.items() if not k.startswith("text")}, max_new_tokens=50
     )
-    assert reasons[0] is None and reasons[1] == "prompt and speech longer than the LLM context"
+    assert reasons[0] is None and reasons[1] == SKIP_REASONS["skip_long"]
     n_speech = 8000 // 160 // 2 // 4  # mel frames -> encoder frames -> stack 4
     n_prompt = int(batch["prompt_pre_lengths"][0] + batch["prompt_post_lengths"][0]) + n_speech
     assert len(hyps[0]) <= 40 - n_prompt
