@@ -49,17 +49,39 @@ from espnet_otreg.data.datadir import write_data_dir
 
 log = logging.getLogger(__name__)
 
-#: The 102 FLEURS language codes (Hub configuration names).
-LANGUAGES: tuple[str, ...] = tuple(sorted("""
-af_za am_et ar_eg as_in ast_es az_az be_by bg_bg bn_in bs_ba ca_es ceb_ph ckb_iq
-cmn_hans_cn cs_cz cy_gb da_dk de_de el_gr en_us es_419 et_ee fa_ir ff_sn fi_fi fil_ph
-fr_fr ga_ie gl_es gu_in ha_ng he_il hi_in hr_hr hu_hu hy_am id_id ig_ng is_is it_it
-ja_jp jv_id ka_ge kam_ke kea_cv kk_kz km_kh kn_in ko_kr ky_kg lb_lu lg_ug ln_cd lo_la
-lt_lt luo_ke lv_lv mi_nz mk_mk ml_in mn_mn mr_in ms_my mt_mt my_mm nb_no ne_np nl_nl
-nso_za ny_mw oc_fr om_et or_in pa_in pl_pl ps_af pt_br ro_ro ru_ru sd_in sk_sk sl_si
-sn_zw so_so sr_rs sv_se sw_ke ta_in te_in tg_tj th_th tr_tr uk_ua umb_ao ur_pk uz_uz
-vi_vn wo_sn xh_za yo_ng yue_hant_hk zu_za
-""".split()))
+#: The 102 FLEURS language codes (Hub configuration names, ``utt2lang`` of the FLEURS
+#: recipe) -> English names (the speech-LLM's prompt says the language).
+LANGUAGE_NAMES: dict[str, str] = {
+    "af_za": "Afrikaans", "am_et": "Amharic", "ar_eg": "Arabic", "as_in": "Assamese",
+    "ast_es": "Asturian", "az_az": "Azerbaijani", "be_by": "Belarusian",
+    "bg_bg": "Bulgarian", "bn_in": "Bengali", "bs_ba": "Bosnian", "ca_es": "Catalan",
+    "ceb_ph": "Cebuano", "ckb_iq": "Sorani Kurdish", "cmn_hans_cn": "Mandarin Chinese",
+    "cs_cz": "Czech", "cy_gb": "Welsh", "da_dk": "Danish", "de_de": "German",
+    "el_gr": "Greek", "en_us": "English", "es_419": "Spanish", "et_ee": "Estonian",
+    "fa_ir": "Persian", "ff_sn": "Fula", "fi_fi": "Finnish", "fil_ph": "Filipino",
+    "fr_fr": "French", "ga_ie": "Irish", "gl_es": "Galician", "gu_in": "Gujarati",
+    "ha_ng": "Hausa", "he_il": "Hebrew", "hi_in": "Hindi", "hr_hr": "Croatian",
+    "hu_hu": "Hungarian", "hy_am": "Armenian", "id_id": "Indonesian", "ig_ng": "Igbo",
+    "is_is": "Icelandic", "it_it": "Italian", "ja_jp": "Japanese", "jv_id": "Javanese",
+    "ka_ge": "Georgian", "kam_ke": "Kamba", "kea_cv": "Kabuverdianu", "kk_kz": "Kazakh",
+    "km_kh": "Khmer", "kn_in": "Kannada", "ko_kr": "Korean", "ky_kg": "Kyrgyz",
+    "lb_lu": "Luxembourgish", "lg_ug": "Ganda", "ln_cd": "Lingala", "lo_la": "Lao",
+    "lt_lt": "Lithuanian", "luo_ke": "Luo", "lv_lv": "Latvian", "mi_nz": "Maori",
+    "mk_mk": "Macedonian", "ml_in": "Malayalam", "mn_mn": "Mongolian", "mr_in": "Marathi",
+    "ms_my": "Malay", "mt_mt": "Maltese", "my_mm": "Burmese", "nb_no": "Norwegian",
+    "ne_np": "Nepali", "nl_nl": "Dutch", "nso_za": "Northern Sotho", "ny_mw": "Nyanja",
+    "oc_fr": "Occitan", "om_et": "Oromo", "or_in": "Odia", "pa_in": "Punjabi",
+    "pl_pl": "Polish", "ps_af": "Pashto", "pt_br": "Portuguese", "ro_ro": "Romanian",
+    "ru_ru": "Russian", "sd_in": "Sindhi", "sk_sk": "Slovak", "sl_si": "Slovenian",
+    "sn_zw": "Shona", "so_so": "Somali", "sr_rs": "Serbian", "sv_se": "Swedish",
+    "sw_ke": "Swahili", "ta_in": "Tamil", "te_in": "Telugu", "tg_tj": "Tajik",
+    "th_th": "Thai", "tr_tr": "Turkish", "uk_ua": "Ukrainian", "umb_ao": "Umbundu",
+    "ur_pk": "Urdu", "uz_uz": "Uzbek", "vi_vn": "Vietnamese", "wo_sn": "Wolof",
+    "xh_za": "Xhosa", "yo_ng": "Yoruba", "yue_hant_hk": "Cantonese", "zu_za": "Zulu",
+}
+
+#: The 102 FLEURS language codes, sorted.
+LANGUAGES: tuple[str, ...] = tuple(sorted(LANGUAGE_NAMES))
 
 #: Default multilingual set: FLEURS languages that are also CoVoST-2 source languages
 #: (so the cross-domain test covers them), spanning Latin, Cyrillic and CJK scripts.

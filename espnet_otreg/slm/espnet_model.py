@@ -14,7 +14,8 @@ Training step for a batch (no Python loop over utterances):
 
 ``loss = CE + lambda_ot * L_OT + ctc_weight * L_CTC``.
 
-Phases (the paper's two-stage schedule; "phase" because "stage" means recipe stages):
+Phases (a two-stage schedule, our reading of arXiv 2508.08131; "phase" because
+"stage" means recipe stages):
 
 - ``phase: 1``: CE only, only the projector is trained (LLM, LoRA, encoder frozen).
 - ``phase: 2``: adds OTReg / CTC, LoRA if configured, the encoder if
@@ -70,7 +71,8 @@ class ESPnetSLMModel(AbsESPnetModel):
         eos_token_id / pad_token_id: from the LLM's tokenizer.
         frontend, specaug, normalize: optional ESPnet modules before the encoder.
         phase: 1 or 2 (module docstring).
-        lambda_ot: OTReg weight (paper: 0.3); 0 = the base SLM.
+        lambda_ot: OTReg weight (0.3: our default; the value is not confirmed from
+            arXiv 2508.08131); 0 = the base SLM.
         ctc_weight: auxiliary CTC weight ("Base + CTC"); 0 = off.
         freeze_encoder: keep the encoder (and frontend) fixed in phase 2 too.
         ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol,

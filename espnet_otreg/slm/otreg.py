@@ -12,20 +12,24 @@ a cost matrix ``C`` and uniform marginals ``a = 1/N``, ``b = 1/M``:
 and the training loss is ``CE + lambda_ot * L_OT``. No labels beyond the transcript and
 no parameters are added.
 
-What the paper states (arXiv 2508.08131, seed summaries) and what we chose:
+What the paper (arXiv 2508.08131) states: an entropic OT plan between the adapter's
+speech embeddings and the LLM's embeddings of the transcript, its transport cost added
+to the LM cross-entropy, no extra labels and no learnable parameters. The rest is ours,
+each an option:
 
-- Cost: the seed summary names the squared Euclidean distance (``cost="sqeuclidean"``,
-  default); secondary notes name ``1 - cos`` (``cost="cosine"``).
-- Marginals: uniform (paper notes). Unbalanced marginals (``tau``, KL relaxation) are
-  our option; None = balanced.
+- Cost: the squared Euclidean distance (``cost="sqeuclidean"``, default, our reading of
+  the paper's transport cost) or ``1 - cos`` (``cost="cosine"``, the similarity-based
+  alternative).
+- Marginals: uniform. Unbalanced marginals (``tau``, KL relaxation); None = balanced.
 - Targets: de-duplicated transcript embeddings (``dedup``, a token id that occurs twice
-  in a transcript is one target) and the pad embedding as a "blank" anchor for speech
-  frames with no token (``blank``): both from secondary notes, both options (default on).
-  The blank column gets the same uniform mass as a token (our choice).
+  in a transcript is one target; our reading of the paper's "unique transcript
+  embeddings") and the pad embedding as a "blank" anchor for speech frames with no
+  token (``blank``); both on by default. The blank column gets the same uniform mass as
+  a token.
 - Gradient: the plan is treated as a constant (``grad="envelope"``, default: the
-  gradient of the converged OT value, ``dL/dC = P*``) or differentiated through the
-  unrolled Sinkhorn iterations (``grad="autodiff"``). The paper does not say; the
-  envelope costs nothing extra.
+  gradient of the converged OT value, ``dL/dC = P*``, the OT library's ``envelope``
+  contract) or differentiated through the unrolled Sinkhorn iterations
+  (``grad="autodiff"``). The paper does not say; the envelope costs nothing extra.
 - Transcript embeddings are detached: they are the target (frozen in the paper's setup
   anyway).
 - Scale (our choice): the plan is solved on ``C / max(C)`` (per utterance, detached), so
@@ -119,9 +123,9 @@ def otreg_loss(
         max_iter=max_iter,
         tol=tol,
         early_stop=early_stop,
-        grad="autodiff" if grad == "autodiff" else "detach",
+        grad=grad,
     )
-    plan = res.plan
+    plan = res.plan  # constant under "envelope": d loss / d C = plan
     loss = (plan * C).sum((1, 2))
     with torch.no_grad():
         p = plan.detach()

@@ -19,40 +19,13 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from espnet2.train.preprocessor import AbsPreprocessor
 
+from espnet_otreg.data.fleurs import LANGUAGE_NAMES
+
 DEFAULT_TEMPLATE = "Transcribe the following {lang} speech.\n{speech}\nTranscript:\n"
 
-# FLEURS language codes (utt2lang of the FLEURS recipe) -> English names for the prompt.
-FLEURS_LANGUAGES = {
-    "af_za": "Afrikaans", "am_et": "Amharic", "ar_eg": "Arabic", "as_in": "Assamese",
-    "ast_es": "Asturian", "az_az": "Azerbaijani", "be_by": "Belarusian",
-    "bg_bg": "Bulgarian", "bn_in": "Bengali", "bs_ba": "Bosnian", "ca_es": "Catalan",
-    "ceb_ph": "Cebuano", "ckb_iq": "Sorani Kurdish", "cmn_hans_cn": "Mandarin Chinese",
-    "cs_cz": "Czech", "cy_gb": "Welsh", "da_dk": "Danish", "de_de": "German",
-    "el_gr": "Greek", "en_us": "English", "es_419": "Spanish", "et_ee": "Estonian",
-    "fa_ir": "Persian", "ff_sn": "Fula", "fi_fi": "Finnish", "fil_ph": "Filipino",
-    "fr_fr": "French", "ga_ie": "Irish", "gl_es": "Galician", "gu_in": "Gujarati",
-    "ha_ng": "Hausa", "he_il": "Hebrew", "hi_in": "Hindi", "hr_hr": "Croatian",
-    "hu_hu": "Hungarian", "hy_am": "Armenian", "id_id": "Indonesian", "ig_ng": "Igbo",
-    "is_is": "Icelandic", "it_it": "Italian", "ja_jp": "Japanese", "jv_id": "Javanese",
-    "ka_ge": "Georgian", "kam_ke": "Kamba", "kea_cv": "Kabuverdianu", "kk_kz": "Kazakh",
-    "km_kh": "Khmer", "kn_in": "Kannada", "ko_kr": "Korean", "ky_kg": "Kyrgyz",
-    "lb_lu": "Luxembourgish", "lg_ug": "Ganda", "ln_cd": "Lingala", "lo_la": "Lao",
-    "lt_lt": "Lithuanian", "luo_ke": "Luo", "lv_lv": "Latvian", "mi_nz": "Maori",
-    "mk_mk": "Macedonian", "ml_in": "Malayalam", "mn_mn": "Mongolian", "mr_in": "Marathi",
-    "ms_my": "Malay", "mt_mt": "Maltese", "my_mm": "Burmese", "nb_no": "Norwegian",
-    "ne_np": "Nepali", "nl_nl": "Dutch", "nso_za": "Northern Sotho", "ny_mw": "Nyanja",
-    "oc_fr": "Occitan", "om_et": "Oromo", "or_in": "Odia", "pa_in": "Punjabi",
-    "pl_pl": "Polish", "ps_af": "Pashto", "pt_br": "Portuguese", "ro_ro": "Romanian",
-    "ru_ru": "Russian", "sd_in": "Sindhi", "sk_sk": "Slovak", "sl_si": "Slovenian",
-    "sn_zw": "Shona", "so_so": "Somali", "sr_rs": "Serbian", "sv_se": "Swedish",
-    "sw_ke": "Swahili", "ta_in": "Tamil", "te_in": "Telugu", "tg_tj": "Tajik",
-    "th_th": "Thai", "tr_tr": "Turkish", "uk_ua": "Ukrainian", "umb_ao": "Umbundu",
-    "ur_pk": "Urdu", "uz_uz": "Uzbek", "vi_vn": "Vietnamese", "wo_sn": "Wolof",
-    "xh_za": "Xhosa", "yo_ng": "Yoruba", "yue_hant_hk": "Cantonese", "zu_za": "Zulu",
-}
 # Bare ISO codes (CoVoST-2 style "en", "de") map through the FLEURS table's prefixes.
 ISO_LANGUAGES = {}
-for _code, _name in FLEURS_LANGUAGES.items():
+for _code, _name in LANGUAGE_NAMES.items():
     ISO_LANGUAGES.setdefault(_code.split("_")[0], _name)
 ISO_LANGUAGES.update({"zh": "Mandarin Chinese", "cmn": "Mandarin Chinese"})
 
@@ -62,7 +35,7 @@ def language_name(code: str, extra: Optional[Dict[str, str]] = None) -> Optional
     given in ``extra``; None when unknown."""
     if extra and code in extra:
         return extra[code]
-    return FLEURS_LANGUAGES.get(code) or ISO_LANGUAGES.get(code.split("_")[0].lower())
+    return LANGUAGE_NAMES.get(code) or ISO_LANGUAGES.get(code.split("_")[0].lower())
 
 
 class PromptTemplate:

@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from espnet_otreg.data.datadir import read_kv
-from espnet_otreg.slm.prompt import DEFAULT_TEMPLATE, FLEURS_LANGUAGES
+from espnet_otreg.data.fleurs import LANGUAGE_NAMES
+from espnet_otreg.slm.prompt import DEFAULT_TEMPLATE
 from espnet_otreg.slm.tiny import build_tiny_llm, build_tiny_whisper
 
 
@@ -27,7 +28,7 @@ def main(argv=None):
     p.add_argument("--whisper_dim", type=int, default=64)
     a = p.parse_args(argv)
     texts = list(read_kv(a.text).values())
-    prompts = [DEFAULT_TEMPLATE.format(lang=name, speech="") for name in FLEURS_LANGUAGES.values()]
+    prompts = [DEFAULT_TEMPLATE.format(lang=name, speech="") for name in LANGUAGE_NAMES.values()]
     llm, whisper = a.out_dir / "llm", a.out_dir / "whisper"
     if not (llm / "config.json").is_file():
         build_tiny_llm(llm, texts + prompts, vocab_size=400, hidden_size=a.llm_hidden, num_layers=2)
