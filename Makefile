@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench bench-step clean
+.PHONY: install demo test bench bench-step gpu-check clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ bench: $(STAMP)
 bench-step: $(STAMP)
 	"$(PY)" -m espnet_otreg.bin.bench_step --model gmot
 	"$(PY)" -m espnet_otreg.bin.bench_step --model slm
+
+# Everything only a GPU can tell (bench_ot, bench_step under bf16, 20 AMP training
+# steps of each model), one JSON line at the end; ~8 min on one GPU.
+gpu-check: $(STAMP)
+	"$(PY)" -m espnet_otreg.bin.gpu_check
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache bench_out

@@ -3,6 +3,7 @@
     python -m espnet_otreg.bin.bench_step                         # GM-OT vs CTC, CPU, tiny
     python -m espnet_otreg.bin.bench_step --preset recipe --device cuda
     python -m espnet_otreg.bin.bench_step --model slm --preset recipe --device cuda
+    python -m espnet_otreg.bin.bench_step --preset recipe --device cuda --amp bf16
 
 A step is what the trainer does per batch: zero_grad, forward, backward, Adam step.
 Both models of a pair have the same sizes, weights and batch (see
@@ -24,15 +25,24 @@ import torch
 from espnet_otreg.bench.timing import peak_mb, time_ms
 
 
-def make_step(model: torch.nn.Module, batch: dict):
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def make_step(model: torch.nn.Module, batch: dict, amp: str = "none"):
+    """One trainer step (zero_grad, forward under autocast if ``amp``, backward, Adam)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-5)
+    device_type = next(iter(batch.values())).device.type
+    dtype = AMP_DTYPES[amp]
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss, _, _ = model(**batch)
-        loss.sum().backward()
-        opt.step()
+        with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _, _ = model(**batch)
+        scaler.scale(loss.sum()).backward()
+        scaler.step(opt)
+        scaler.update()
 
     return step
 
@@ -48,6 +58,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no_memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none",
+                   help="forward under torch.autocast in this dtype (as --use_amp does)")
     return p
 
 
@@ -66,13 +78,13 @@ def main(cmd=None):
         pairs = build_bench_models(args.device, args.preset)
     rows = {}
     for name, model, batch in pairs:
-        step = make_step(model, batch)
+        step = make_step(model, batch, args.amp)
         ms = time_ms(step, args.device, args.repeats, warmup=args.warmup)
         mem = None if args.no_memory else peak_mb(step, args.device)
         rows[name] = dict(step_ms=ms, peak_mb=mem)
     (base, _, _), (method, _, _) = pairs
-    print(f"bench_step --model {args.model} --preset {args.preset} on {args.device} "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print(f"bench_step --model {args.model} --preset {args.preset} --amp {args.amp} on "
+          f"{args.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     print(f"{'model':<8} {'step ms':>10} {'peak MB':>10}")
     for name, r in rows.items():
         mem = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
@@ -81,8 +93,10 @@ def main(cmd=None):
     mem_ratio = (rows[method]["peak_mb"] / rows[base]["peak_mb"]
                  if rows[base]["peak_mb"] else None)
     print(f"{method}/{base} step time: {ratio:.3f}x")
-    print(json.dumps(dict(model=args.model, preset=args.preset, device=args.device,
-                          rows=rows, step_ratio=ratio, peak_ratio=mem_ratio)))
+    result = dict(model=args.model, preset=args.preset, device=args.device, amp=args.amp,
+                  rows=rows, step_ratio=ratio, peak_ratio=mem_ratio)
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -22,3 +22,16 @@ def test_gmot_pair_shares_weights():
     sd = gmot.state_dict()
     assert all((sd[k] == v).all() for k, v in ctc.state_dict().items())
     assert set(b2) - set(b1) == {"teacher_feats", "teacher_feats_lengths"}
+
+
+def test_gmot_recipe_preset_is_the_recipe_encoder():
+    """The "recipe" preset times the Conformer that conf/train_asr_gmot.yaml trains."""
+    from pathlib import Path
+
+    import yaml
+
+    from espnet_otreg.bench.gmot import PRESETS
+
+    conf = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1/conf/train_asr_gmot.yaml"
+    enc = yaml.safe_load(conf.read_text(encoding="utf-8"))["encoder_conf"]
+    assert PRESETS["recipe"]["encoder"].items() <= enc.items()
