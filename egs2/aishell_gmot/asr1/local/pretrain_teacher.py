@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Pre-train a small character BERT by masked LM: a teacher that knows the language.
+
+GM-OT (arXiv 2505.13079) distils a pretrained Chinese BERT. For the small controlled
+experiment (docs/experiments.md) the teacher must know the corpus's language without a
+Hub download, so we pre-train one on other sentences of the same text
+(``teacher_text.txt`` of ``local/make_tts_corpus.py``; none of them is in the corpus)
+and save it with ``save_pretrained``; ``model_conf.teacher: <out>`` loads it through
+the same ``from_pretrained`` code as ``bert-base-chinese``.
+
+::
+
+    python local/pretrain_teacher.py --text tts_corpus/teacher_text.txt --out tts_corpus/teacher
+
+Vocabulary: BERT's five special tokens and every character of the text (the corpus is
+written in those characters). Masking as in BERT: 15 % of the characters, of which 80 %
+become [MASK], 10 % a random character, 10 % stay. The last ``--heldout`` sentences are
+not trained on; the masked-character accuracy on them is logged every epoch and written
+to ``<out>/pretrain.json`` (a random guess scores 1 / vocabulary size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def encode(sents, stoi, max_len):
+    ids = torch.zeros(len(sents), max_len + 2, dtype=torch.long)  # [PAD] = 0
+    for i, s in enumerate(sents):
+        row = [stoi["[CLS]"]] + [stoi.get(c, stoi["[UNK]"]) for c in s[:max_len]] + [stoi["[SEP]"]]
+        ids[i, : len(row)] = torch.tensor(row)
+    return ids
+
+
+def mask_tokens(ids, vocab_size, gen, p=0.15):
+    """BERT's masking; labels are -100 where nothing is predicted."""
+    real = ids >= len(SPECIAL)
+    chosen = (torch.rand(ids.shape, generator=gen) < p) & real
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    r = torch.rand(ids.shape, generator=gen)
+    inputs = ids.clone()
+    inputs[chosen & (r < 0.8)] = SPECIAL.index("[MASK]")
+    rand = chosen & (r >= 0.8) & (r < 0.9)
+    inputs[rand] = torch.randint(len(SPECIAL), vocab_size, (int(rand.sum()),), generator=gen)
+    return inputs, labels
+
+
+@torch.no_grad()
+def accuracy(model, ids, vocab_size, seed=123):
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    inputs, labels = mask_tokens(ids, vocab_size, gen)
+    logits = model(input_ids=inputs, attention_mask=(ids > 0).long()).logits
+    hit = (logits.argmax(-1) == labels) & (labels != -100)
+    model.train()
+    return float(hit.sum() / (labels != -100).sum())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text", type=Path, required=True, help="one sentence per line")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--hidden_size", type=int, default=128)
+    p.add_argument("--num_layers", type=int, default=2)
+    p.add_argument("--num_heads", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--max_len", type=int, default=32)
+    p.add_argument("--heldout", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    if (args.out / "config.json").is_file():
+        logging.info(f"{args.out}: teacher exists, keeping it")
+        return
+    sents = [s.strip() for s in args.text.read_text(encoding="utf-8").splitlines() if s.strip()]
+    chars = sorted({c for s in sents for c in s})
+    stoi = {t: i for i, t in enumerate(SPECIAL + chars)}
+    V = len(stoi)
+    train, heldout = sents[: -args.heldout], sents[-args.heldout :]
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    cfg = BertConfig(vocab_size=V, hidden_size=args.hidden_size,
+                     num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads,
+                     intermediate_size=4 * args.hidden_size, max_position_embeddings=128)
+    model = BertForMaskedLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    ids, held = encode(train, stoi, args.max_len), encode(heldout, stoi, args.max_len)
+    steps = args.epochs * ((len(ids) + args.batch_size - 1) // args.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+    history, t0 = [], time.time()
+    logging.info(f"MLM on {len(train)} sentences, {V} tokens; held out {len(heldout)}; "
+                 f"chance {1 / (V - len(SPECIAL)):.4f}")
+    for epoch in range(1, args.epochs + 1):
+        perm = torch.randperm(len(ids), generator=gen)
+        total = 0.0
+        for i in range(0, len(ids), args.batch_size):
+            batch = ids[perm[i : i + args.batch_size]]
+            inputs, labels = mask_tokens(batch, V, gen)
+            loss = model(input_ids=inputs, attention_mask=(batch > 0).long(), labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(batch)
+        acc = accuracy(model, held, V)
+        history.append(dict(epoch=epoch, train_loss=total / len(ids), heldout_mlm_acc=acc))
+        logging.info(f"epoch {epoch}: train loss {total / len(ids):.3f}, held-out masked "
+                     f"accuracy {acc:.3f} ({time.time() - t0:.0f} s)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "vocab.txt").write_text("\n".join(SPECIAL + chars) + "\n", encoding="utf-8")
+    BertTokenizer(str(args.out / "vocab.txt"), do_lower_case=False).save_pretrained(args.out)
+    model.bert.save_pretrained(args.out)  # the encoder, what AutoModel loads
+    (args.out / "pretrain.json").write_text(json.dumps(dict(
+        vars(args) | dict(text=str(args.text), out=str(args.out)), vocab_size=V,
+        chance=1 / (V - len(SPECIAL)), history=history), indent=1) + "\n")
+    logging.info(f"teacher -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
