@@ -76,8 +76,10 @@ class ESPnetSLMModel(AbsESPnetModel):
         ctc_weight: auxiliary CTC weight ("Base + CTC"); 0 = off.
         freeze_encoder: keep the encoder (and frontend) fixed in phase 2 too.
         ot_cost, ot_epsilon, ot_tau, ot_grad, ot_dedup, ot_blank, ot_max_iter, ot_tol,
-        ot_early_stop:
-            see :func:`espnet_otreg.slm.otreg.otreg_loss`.
+        ot_early_stop, ot_loss_scale:
+            see :func:`espnet_otreg.slm.otreg.otreg_loss` (``loss_scale``: ``raw`` or
+            ``normalized``, so that ``lambda_ot`` means the same whatever the
+            embedding norms).
         ot_stats: with ``lambda_ot = 0`` still solve the OT problem (no gradient) to
             report ``loss_ot`` / ``ot_cos`` for the base system's modality gap.
         pretrained_prefixes: submodules loaded from pretrained files (kept out of
@@ -110,6 +112,7 @@ class ESPnetSLMModel(AbsESPnetModel):
         ot_max_iter: int = 100,
         ot_tol: float = 1e-4,
         ot_early_stop: bool = False,
+        ot_loss_scale: str = "raw",
         ot_stats: bool = True,
         pretrained_prefixes: Optional[Sequence[str]] = None,
         save_frozen_pretrained: bool = False,
@@ -132,6 +135,7 @@ class ESPnetSLMModel(AbsESPnetModel):
         self.ot_conf = dict(
             cost=ot_cost, epsilon=ot_epsilon, tau=ot_tau, grad=ot_grad,
             max_iter=ot_max_iter, tol=ot_tol, early_stop=ot_early_stop,
+            loss_scale=ot_loss_scale,
         )
         self.ot_dedup, self.ot_blank = ot_dedup, ot_blank
         self.ot_stats = ot_stats
@@ -366,7 +370,7 @@ class ESPnetSLMModel(AbsESPnetModel):
             # the same keys as every other step (ESPnet's reporter needs them)
             keys = ["loss_ce", "acc"]
             if self.lambda_ot > 0 or self.ot_stats:
-                keys += ["loss_ot", "ot_entropy", "ot_cos", "ot_converged"]
+                keys += ["loss_ot", "ot_entropy", "ot_cos", "ot_converged", "ot_ce_ratio"]
             if self.ctc_weight > 0:
                 keys += ["loss_ctc", "ctc_infeasible"]
             stats.update({k: None for k in keys}, loss=loss.detach())
@@ -396,7 +400,7 @@ class ESPnetSLMModel(AbsESPnetModel):
 
         if self.lambda_ot > 0 or self.ot_stats:
             loss_ot, stats_ot = self.ot_loss(z, z_lens, text, text_lengths)
-            stats.update(stats_ot)
+            stats.update(stats_ot, ot_ce_ratio=loss_ot.detach() / loss_ce.detach().clamp_min(1e-8))
             if self.lambda_ot > 0:
                 loss = loss + self.lambda_ot * loss_ot
 

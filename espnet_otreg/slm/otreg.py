@@ -33,8 +33,11 @@ each an option:
 - Transcript embeddings are detached: they are the target (frozen in the paper's setup
   anyway).
 - Scale (our choice): the plan is solved on ``C / max(C)`` (per utterance, detached), so
-  ``epsilon`` is relative to the largest cost whatever the embedding norms; the loss
-  uses the unscaled ``C``.
+  ``epsilon`` is relative to the largest cost whatever the embedding norms. The loss is
+  ``<P*, C>`` on the unscaled ``C`` (``loss_scale="raw"``, default), whose size follows
+  the embedding norms (a squared distance between LLM embeddings can be in the
+  hundreds, so ``lambda_ot`` means a different weight for each LLM), or ``<P*, C /
+  max(C)>`` (``loss_scale="normalized"``, in [0, 1] for every LLM).
 """
 
 from dataclasses import dataclass
@@ -81,6 +84,7 @@ def otreg_loss(
     max_iter: int = 100,
     tol: float = 1e-4,
     early_stop: bool = False,
+    loss_scale: str = "raw",
 ) -> OTRegOutput:
     """OTReg loss of a padded batch.
 
@@ -97,11 +101,15 @@ def otreg_loss(
         early_stop: stop once all pairs converged (one host sync per 10 iterations);
             default False: exactly ``max_iter`` iterations, no host sync in training
             (``converged`` still says whether ``tol`` was reached).
+        loss_scale: ``"raw"`` (``<P, C>``) or ``"normalized"`` (``<P, C / max C>``, the
+            cost the plan is solved on); see the module docstring.
     """
     if cost not in ("sqeuclidean", "cosine"):
         raise ValueError(f"cost must be 'sqeuclidean' or 'cosine', got {cost!r}")
     if grad not in ("envelope", "autodiff"):
         raise ValueError(f"grad must be 'envelope' or 'autodiff', got {grad!r}")
+    if loss_scale not in ("raw", "normalized"):
+        raise ValueError(f"loss_scale must be 'raw' or 'normalized', got {loss_scale!r}")
     if speech.dtype not in (torch.float32, torch.float64):  # bf16/fp16 -> float32
         speech = speech.float()
     text = text.detach().to(speech.dtype)
@@ -126,7 +134,7 @@ def otreg_loss(
         grad=grad,
     )
     plan = res.plan  # constant under "envelope": d loss / d C = plan
-    loss = (plan * C).sum((1, 2))
+    loss = (plan * (C if loss_scale == "raw" else C / scale)).sum((1, 2))
     with torch.no_grad():
         p = plan.detach()
         mass = p.sum((1, 2)).clamp_min(1e-12)

@@ -45,6 +45,7 @@ def test_forward_backward(dirs, lambda_ot):
     expected = stats["loss_ce"] + lambda_ot * stats["loss_ot"]
     assert torch.allclose(loss, expected, atol=1e-5)
     assert float(stats["loss_ot"]) > 0 and float(stats["ot_converged"]) == 1.0
+    assert torch.allclose(stats["ot_ce_ratio"], stats["loss_ot"] / stats["loss_ce"])
     loss.sum().backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert set(grads) == {n for n in grads if n.startswith("projector.")}

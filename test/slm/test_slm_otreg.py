@@ -84,3 +84,25 @@ def test_unbalanced_and_bad_options():
         otreg_loss(x, xm, y, ym, cost="l1")
     with pytest.raises(ValueError, match="grad"):
         otreg_loss(x, xm, y, ym, grad="detach")
+
+
+def test_normalized_loss_scale_is_the_raw_loss_over_max_cost():
+    """loss_scale="normalized": <P, C / max C>, same plan, gradient scaled alike."""
+    x, xm, y, ym, _ = batch()
+    out = {}
+    for scale in ("raw", "normalized"):
+        xx = (10 * x).clone().requires_grad_()  # large norms: raw losses in the hundreds
+        res = otreg_loss(xx, xm, 10 * y, ym, cost="sqeuclidean", loss_scale=scale)
+        res.loss.sum().backward()
+        out[scale] = (res, xx.grad)
+    (raw, g_raw), (norm, g_norm) = out["raw"], out["normalized"]
+    assert torch.equal(raw.plan, norm.plan)
+    from espnet_otreg import ot
+
+    C = ot.sqeuclidean(10 * x, 10 * y, xm, ym)
+    cmax = C.amax((1, 2))
+    assert torch.allclose(norm.loss, raw.loss / cmax, rtol=1e-5)
+    assert (norm.loss <= 1).all() and (raw.loss > 10).all()
+    assert torch.allclose(g_norm, g_raw / cmax[:, None, None], rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="loss_scale"):
+        otreg_loss(x, xm, y, ym, loss_scale="max")
