@@ -1,0 +1,260 @@
+"""Train a grid of ``model_conf`` values x seeds through a recipe, and tabulate it.
+
+The GM-OT paper (arXiv 2505.13079) names hyperparameter sensitivity as its limitation
+(alpha, rho, beta, ws, lambda); this is the tool for finding out on your own data::
+
+    python -m espnet_otreg.bin.sweep --recipe_dir egs2/aishell_gmot/asr1 \\
+        --config conf/train_asr_gmot.yaml --grid alpha=0,0.02,0.1 --grid rho=0,0.5 \\
+        --seeds 0 1 2 [--name alpha_rho] [--run_args "--ngpu 1"]
+
+(``./run.sh --sweep "alpha=0,0.02 rho=0,0.5" --sweep_seeds "0 1 2"`` in either recipe
+does the same.) For every setting and seed it runs the recipe's stages 11-13 (train,
+decode, score; ``--stages``) as ``./run.sh --asr_config C --asr_tag <tag> --asr_args
+"--model_conf k=v ... --seed s"``, one run after another, each in
+``<expdir>/asr_<tag>`` (``slm_<tag>`` for FLEURS). Data preparation (stages 1-10) must
+have run once before. Resumable: a run whose scores exist is skipped, and an
+interrupted one resumes from its checkpoint (run.sh does).
+
+Then it reads each run's scores (CER of ``score_cer/result.txt``, or FLEURS's average
+WER of ``score/scores.json``), of the first decoding config found, and writes
+
+- ``<expdir>/sweep_<name>/sweep.json``: every run's metric;
+- ``<expdir>/sweep_<name>/sweep.md``: mean, standard deviation (over seeds, ``n-1``)
+  and number of seeds per setting and test set; the same table goes into the recipe's
+  RESULTS.md between ``<!-- sweep:<name> -->`` markers (kept when stage 13 rewrites
+  the rest);
+- ``<expdir>/sweep_<name>/sweep_<key>.png``: for each swept key, the metric against
+  its value with error bars (one line per setting of the other keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+
+def parse_grid(items: Sequence[str]) -> Dict[str, List]:
+    """``["alpha=0,0.02", "ws=null,5"]`` -> ``{"alpha": [0, 0.02], "ws": [None, 5]}``
+    (values read as YAML, as ESPnet reads ``--model_conf k=v``)."""
+    grid: Dict[str, List] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--grid wants key=v1,v2,..., got {item!r}")
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def _fmt_value(v) -> str:
+    return "null" if v is None else str(v)
+
+
+def tag_of(name: str, setting: Dict, seed: int) -> str:
+    parts = [f"{k}{_fmt_value(v)}" for k, v in setting.items()]
+    tag = "_".join([f"sweep_{name}", *parts, f"seed{seed}"])
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", tag)
+
+
+def settings(grid: Dict[str, List]) -> List[Dict]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def read_scores(exp: Path, sets: Sequence[str]) -> Optional[Dict[str, float]]:
+    """The metric of each set in a run's directory, or None when one is missing.
+
+    AISHELL: CER (%) from ``<decode dir>/<set>/score_cer/result.txt``; FLEURS: the
+    language-averaged WER (%) from ``<decode dir>/<set>/score/scores.json``. The
+    first decoding directory (sorted by name) that has all sets is used.
+    """
+    from espnet_otreg.data.scoring import parse_result
+
+    for dec in sorted(p for p in exp.glob("*") if p.is_dir()):
+        out = {}
+        for s in sets:
+            cer, wer = dec / s / "score_cer" / "result.txt", dec / s / "score" / "scores.json"
+            if cer.is_file():
+                r = parse_result(cer)
+                out[s] = r.get("cer", r["err"])
+            elif wer.is_file():
+                out[s] = float(json.loads(wer.read_text(encoding="utf-8"))["avg"])
+            else:
+                break
+        if len(out) == len(sets):
+            return out
+    return None
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    return statistics.fmean(values), (statistics.stdev(values) if n > 1 else math.nan), n
+
+
+def table(grid: Dict[str, List], runs: List[Dict], sets: Sequence[str], metric: str) -> str:
+    keys = list(grid)
+    lines = [
+        "| " + " | ".join(keys + [f"{s} {metric} (mean ± sd, n)" for s in sets]) + " |",
+        "|" + "---|" * len(keys) + "---:|" * len(sets),
+    ]
+    for setting in settings(grid):
+        cells = [_fmt_value(setting[k]) for k in keys]
+        for s in sets:
+            vals = [r["scores"][s] for r in runs if r["setting"] == setting and r["scores"]]
+            m, sd, n = mean_std(vals)
+            cells.append("-" if n == 0 else f"{m:.2f} ± {'-' if math.isnan(sd) else f'{sd:.2f}'} ({n})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, key: str, grid: Dict[str, List], runs: List[Dict], set_name: str,
+         metric: str) -> None:
+    """Metric against ``key``'s value, one line per setting of the other keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in grid if k != key]
+    values = grid[key]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    xs = values if numeric else list(range(len(values)))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for rest in itertools.product(*(grid[k] for k in others)):
+        fixed = dict(zip(others, rest))
+        ms, sds = [], []
+        for v in values:
+            setting = {**fixed, key: v}
+            vals = [r["scores"][set_name] for r in runs
+                    if r["scores"] and all(r["setting"][k] == setting[k] for k in grid)]
+            m, sd, _ = mean_std(vals)
+            ms.append(m)
+            sds.append(0.0 if math.isnan(sd) else sd)
+        label = ", ".join(f"{k}={_fmt_value(v)}" for k, v in fixed.items()) or None
+        ax.errorbar(xs, ms, yerr=sds, marker="o", capsize=3, label=label)
+    if not numeric:
+        ax.set_xticks(xs, [_fmt_value(v) for v in values])
+    ax.set(xlabel=key, ylabel=f"{set_name} {metric} (%)",
+           title=f"{metric} vs {key} (mean ± sd over seeds)")
+    if others:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def update_results(results_md: Path, name: str, body: str) -> None:
+    """Put ``body`` between this sweep's markers in RESULTS.md (replaced on reruns)."""
+    begin, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    text = results_md.read_text(encoding="utf-8") if results_md.is_file() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block
+    results_md.write_text(text, encoding="utf-8")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe_dir", type=Path, required=True, help="the dir with run.sh")
+    p.add_argument("--config", required=True, help="training config (relative to recipe_dir)")
+    p.add_argument("--grid", action="append", default=[], required=True,
+                   help="key=v1,v2,... of model_conf (repeat for more keys)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--name", default=None, help="default: the swept keys")
+    p.add_argument("--sets", nargs="+", default=["dev", "test"], help="scored sets")
+    p.add_argument("--stages", default="11-13", help="run.sh stages per run (first-last)")
+    p.add_argument("--expdir", default=None,
+                   help="run.sh's --expdir (default: exp, or mini/exp with --mini true)")
+    p.add_argument("--results_md", default=None,
+                   help="RESULTS.md to update (default: the recipe's, mini/ with --mini)")
+    p.add_argument("--run_args", default="", help="more run.sh options, e.g. '--mini true'")
+    p.add_argument("--dry_run", action="store_true", help="print the commands only")
+    return p
+
+
+def main(argv=None) -> Dict:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sweep: %(message)s")
+    grid = parse_grid(args.grid)
+    name = args.name or "_".join(grid)
+    recipe = args.recipe_dir.resolve()
+    run_args = shlex.split(args.run_args)
+    mini = "--mini" in run_args and run_args[run_args.index("--mini") + 1] == "true"
+    expdir = recipe / (args.expdir or ("mini/exp" if mini else "exp"))
+    exp_prefix = "slm_" if "fleurs" in recipe.as_posix() else "asr_"
+    first, _, last = args.stages.partition("-")
+    plan = [(s, seed) for s in settings(grid) for seed in args.seeds]
+    runs: List[Dict] = []
+    t0 = time.time()
+    for i, (setting, seed) in enumerate(plan, 1):
+        tag = tag_of(name, setting, seed)
+        exp = expdir / f"{exp_prefix}{tag}"
+        scores = read_scores(exp, args.sets)
+        overrides = [x for k, v in setting.items() for x in ("--model_conf", f"{k}={_fmt_value(v)}")]
+        cmd = ["./run.sh", "--stage", first, "--stop_stage", last or first,
+               "--asr_config", args.config, "--asr_tag", tag,
+               "--asr_args", shlex.join(overrides + ["--seed", str(seed)]), *run_args]
+        if scores is not None:
+            logging.info(f"[{i}/{len(plan)}] {tag}: scored already, skipped")
+        elif args.dry_run:
+            print(shlex.join(cmd))
+        else:
+            logging.info(f"[{i}/{len(plan)}] {tag}: {shlex.join(cmd)}")
+            proc = subprocess.run(cmd, cwd=recipe)
+            if proc.returncode != 0:
+                raise SystemExit(f"sweep: run {tag} failed (exit {proc.returncode}); its log: "
+                                 f"{exp}/train.log. Rerun the same command to resume.")
+            scores = read_scores(exp, args.sets)
+            if scores is None:
+                raise SystemExit(f"sweep: run {tag} finished but {exp} has no scores for "
+                                 f"{args.sets}")
+            logging.info(f"[{i}/{len(plan)}] {tag}: {scores} ({time.time() - t0:.0f} s so far)")
+        runs.append(dict(tag=tag, setting=setting, seed=seed, scores=scores))
+    if args.dry_run:
+        return dict(runs=runs)
+
+    metric = "CER" if exp_prefix == "asr_" else "WER"
+    out = expdir / f"sweep_{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dict(name=name, config=args.config, grid=grid, seeds=args.seeds,
+                   sets=args.sets, metric=metric, runs=runs)
+    (out / "sweep.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    body = (
+        f"### Sweep `{name}`: {metric} (%) of `{args.config}` over "
+        + ", ".join(f"{k} in {{{', '.join(map(_fmt_value, v))}}}" for k, v in grid.items())
+        + f", seeds {' '.join(map(str, args.seeds))}\n\n"
+        + f"Command: `python -m espnet_otreg.bin.sweep {shlex.join(sys.argv[1:] if argv is None else argv)}`"
+        + "; sd over seeds (n-1), '-' with one seed.\n\n"
+        + table(grid, runs, args.sets, metric)
+    )
+    (out / "sweep.md").write_text(body, encoding="utf-8")
+    for key in grid:
+        plot(out / f"sweep_{key}.png", key, grid, runs, args.sets[-1], metric)
+    results_md = Path(args.results_md) if args.results_md else (
+        recipe / ("mini/RESULTS.md" if mini else "RESULTS.md"))
+    update_results(results_md, name, body)
+    print(body)
+    logging.info(f"sweep {name}: {len(runs)} runs -> {out}, {results_md}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
