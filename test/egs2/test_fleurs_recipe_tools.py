@@ -173,3 +173,17 @@ def test_format_stage_names_unreadable_audio(tmp_path):
     wav.write_bytes(b"RIFF0000WAVEjunk")
     r = subprocess.run(fmt + ["--dst", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and f"en_us-{wav.stem}" in r.stderr and "cannot read audio" in r.stderr
+
+
+def test_score_english_with_whisper_normalizer(tmp_path):
+    """--english_normalizer whisper: contractions and numbers as Whisper scores English."""
+    score = _load("score")
+    d = _data_dir(tmp_path / "data", {"a": ("We won't pay ten dollars.", "en_us"),
+                                      "b": ("Wir zahlen zehn.", "de_de")})
+    hyp = tmp_path / "hyp"
+    hyp.write_text("a we will not pay $10\nb wir zahlen zehn\n")
+    basic = score.score(d, hyp, tmp_path / "o1")
+    assert basic["langs"]["en_us"]["rate"] > 0
+    whisper = score.score(d, hyp, tmp_path / "o2", english=score.english_normalizer())
+    assert whisper["langs"]["en_us"]["rate"] == 0.0
+    assert whisper["langs"]["de_de"] == basic["langs"]["de_de"]
