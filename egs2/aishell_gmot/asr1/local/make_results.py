@@ -55,7 +55,7 @@ def decode_dirs(exp: Path):
     return out
 
 
-def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path):
+def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path, dataset: str = "AISHELL-1"):
     exp = expdir / f"asr_{tag}"
     conf = next((str(p) for p in (conf_dir / f"{tag}.yaml", conf_dir / "tuning" / f"{tag}.yaml",
                                   conf_dir / "mini" / f"{tag}.yaml") if p.is_file()),
@@ -76,7 +76,7 @@ def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path):
             if s in nums:
                 n = nums[s]
                 metrics.append(metric_line(
-                    system=what, dataset="AISHELL-1", split=s, metric="cer",
+                    system=what, dataset=dataset, split=s, metric="cer",
                     value=n.get("cer", n["err"]), decoding=dec,
                     source=str(exp / f"{dec}_asr_model_{model[:-4]}" / s / "score_cer" / "result.txt")))
                 details.append(f"|{exp.name}/{dec}/{s}|{n['n_snt']}|{n['n_wrd']}|{n['corr']:.1f}|"
@@ -92,6 +92,8 @@ def main() -> None:
     p.add_argument("--conf_dir", type=Path, default=Path("conf"))
     p.add_argument("--out", type=Path, default=Path("RESULTS.md"))
     p.add_argument("--only", type=Path, default=None, help="one exp dir only")
+    p.add_argument("--dataset_name", default="AISHELL-1",
+                   help="the data set the numbers are on (model card metrics)")
     a = p.parse_args()
 
     systems = list(SYSTEMS)
@@ -105,7 +107,7 @@ def main() -> None:
 
     rows, details, metrics = [], [], []
     for tag, what in systems:
-        r, d, m = rows_for(tag, what, a.expdir, a.conf_dir)
+        r, d, m = rows_for(tag, what, a.expdir, a.conf_dir, a.dataset_name)
         rows += r
         details += d
         metrics += m
