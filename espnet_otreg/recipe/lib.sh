@@ -16,13 +16,16 @@
 # "local" (background processes on this machine). Another backend (a queue) is one
 # more case in _submit_job, the single place that starts a job.
 
-_log_at() {  # $1: call depth of the line to name
-    local depth=$1; shift
-    local src=${BASH_SOURCE[$((depth + 1))]:-run.sh}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${src##*/}:${BASH_LINENO[${depth}]}) $*" >&2
+_log_at() {  # names the first line outside this library (run.sh:<line>)
+    local i=1
+    while [ "${i}" -lt $((${#BASH_SOURCE[@]} - 1)) ] && [ "${BASH_SOURCE[$i]##*/}" = lib.sh ]; do
+        i=$((i + 1))
+    done
+    local src=${BASH_SOURCE[$i]:-run.sh}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${src##*/}:${BASH_LINENO[$((i - 1))]}) $*" >&2
 }
-log() { _log_at 1 "$@"; }
-die() { _log_at 1 "ERROR: $*"; exit 1; }
+log() { _log_at "$@"; }
+die() { _log_at "ERROR: $*"; exit 1; }
 
 # Stopping run.sh (Ctrl-C, kill) stops its background jobs too; run it again to resume.
 _kill_children() { local bg; bg=$(jobs -p); [ -z "${bg}" ] || kill ${bg} 2>/dev/null || true; }
@@ -33,7 +36,8 @@ usage() {  # the script's header comment, then its options with their defaults
     sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
     echo
     echo "Options (--name value; defaults as set in $0):"
-    sed -n '/^# *-* *options/,/parse_options/p' "$0" | grep -E '^[a-z_][a-z0-9_]*=' | sed 's/^/  --/'
+    sed -n '/^# *-* *options/,/parse_options/p' "$0" | grep -E '^[a-z_][a-z0-9_]*=' \
+        | sed -E 's/^([a-z0-9_]+)=/  --\1 /'
 }
 
 parse_options() {
