@@ -17,6 +17,12 @@ the paths in the yaml files to the local copy), so ``Speech2Text.from_pretrained
 - :func:`load_folder` returns the ``Speech2Text`` keyword arguments of such a folder on
   local disk (a copy of it, with the zoo's own path rewriting), for a folder that is not
   (or not yet) on the Hub. Zips and Hub names go through ``from_pretrained`` directly.
+- Speech-LLM: :func:`slm_from_pretrained` is ``from_pretrained`` for the SLM decoder
+  (``espnet_otreg.bin.slm_inference.Speech2TextSLM``) through the same zoo code (zip,
+  Hub name, or local folder); :func:`export_peft_adapter` saves the trained LoRA
+  weights of a packed SLM also as a PEFT adapter (``save_pretrained``:
+  ``adapter_config.json`` + ``adapter_model.safetensors``), loadable on the base LLM with
+  ``peft.PeftModel.from_pretrained(base_llm, <dir>)``.
 
 Command line (stage 16)::
 
@@ -169,6 +175,66 @@ def load_folder(folder: Path, cache_dir: Optional[Path] = None) -> Dict[str, str
         shutil.rmtree(dst)
     shutil.copytree(folder, dst)
     return ModelDownloader._unpack_cache_dir_for_huggingfase(str(dst))
+
+
+def download_and_unpack(name: str, cachedir: Optional[Path] = None) -> Dict[str, str]:
+    """The zoo's ``{key: local file}`` for a packed zip, a Hub name or a local zoo folder."""
+    if Path(name).is_dir():
+        return load_folder(Path(name), cachedir)
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    return ModelDownloader(cachedir).download_and_unpack(name)
+
+
+def _resolve_dirs(config: Path) -> None:
+    """Rewrite relative paths in ``config`` that name a *directory* of the unpacked model
+    (a local LLM/Whisper dir packed with it) to absolute ones. The zoo rewrites paths of
+    files only when it unpacks a zip (and directories too for Hub snapshots)."""
+    import yaml
+
+    root = config.parent
+    while not (root / "meta.yaml").is_file() and root != root.parent:
+        root = root.parent
+
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, str) and v and not os.path.isabs(v) and "/" in v and (root / v).is_dir():
+            return str(root / v)
+        return v
+
+    d = yaml.safe_load(config.read_text(encoding="utf-8"))
+    config.write_text(yaml.safe_dump(fix(d), allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def slm_from_pretrained(name: str, device: str = "cpu", cachedir: Optional[Path] = None):
+    """``Speech2TextSLM`` (the SLM decoder of ``espnet_otreg.bin.slm_inference``) from a
+    packed zip (stage 14), a Hub name (``<user>/<repo>[@revision]``) or a local folder,
+    through espnet_model_zoo as ``Speech2Text.from_pretrained`` does."""
+    from espnet_otreg.bin.slm_inference import Speech2TextSLM
+
+    kw = download_and_unpack(name, cachedir)
+    if "slm_train_config" not in kw:
+        raise ValueError(f"{name}: not a packed speech-LLM (its meta.yaml has {sorted(kw)})")
+    _resolve_dirs(Path(kw["slm_train_config"]))
+    return Speech2TextSLM(kw["slm_train_config"], kw.get("slm_model_file"), device=device)
+
+
+def export_peft_adapter(config: Path, model_file: Path, out_dir: Path) -> Optional[Path]:
+    """Save the LoRA adapters of a trained SLM as a PEFT adapter dir; None without LoRA."""
+    from espnet_otreg.tasks.slm import SLMTask
+
+    model, _ = SLMTask.build_model_from_file(config, model_file, "cpu")
+    llm = model.llm
+    if not hasattr(llm, "peft_config"):
+        return None
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    llm.save_pretrained(str(out_dir))
+    return out_dir
 
 
 def main(argv=None) -> None:
