@@ -213,7 +213,7 @@ run_training() {
 
 _progress_view() {  # $1: log, $2: pid to follow; prints ESPnet's epoch summaries
     tail -n +1 -F --pid="$2" "$1" 2>/dev/null \
-        | grep --line-buffered -E "epoch results|Traceback|Error" \
+        | grep --line-buffered -E "epoch results|^Traceback|^[A-Za-z_.]*(Error|Exception)\b" \
         | sed -u -E 's/.* ([0-9]+epoch) results: .*\[valid\] (.*)/  \1 valid: \2/; s/^(.{160}).*/\1/' >&2 \
         || true
 }
