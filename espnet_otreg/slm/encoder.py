@@ -45,6 +45,7 @@ class HFWhisperEncoder(AbsEncoder):
         gradient_checkpointing: recompute layer activations in backward (trainable case).
         config: a ``WhisperConfig`` to build a randomly initialised encoder instead of
             loading ``model_name_or_path`` (benchmarks at real sizes, no download).
+        revision: the Hub commit (or tag/branch) of ``model_name_or_path``; None: default.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class HFWhisperEncoder(AbsEncoder):
         pad_to_30s: bool = True,
         gradient_checkpointing: bool = False,
         config=None,
+        revision=None,
     ):
         super().__init__()
         from transformers import WhisperFeatureExtractor, WhisperModel
@@ -66,10 +68,11 @@ class HFWhisperEncoder(AbsEncoder):
             self.model = WhisperEncoder(config).to(torch_dtype)
             fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
         else:
-            whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype)
+            whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype,
+                                                   revision=revision)
             self.model = whisper.get_encoder()  # the decoder goes with `whisper`
             del whisper
-            fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path)
+            fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path, revision=revision)
         self.n_fft, self.hop_length = fe.n_fft, fe.hop_length
         self.register_buffer(
             "mel_filters", torch.tensor(fe.mel_filters, dtype=torch.float32).T, persistent=False

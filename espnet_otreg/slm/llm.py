@@ -20,6 +20,7 @@ def load_llm(
     lora: Optional[Dict] = None,
     gradient_checkpointing: bool = False,
     attn_implementation: Optional[str] = None,
+    revision: Optional[str] = None,
 ) -> torch.nn.Module:
     """Load a Hugging Face causal LM.
 
@@ -32,6 +33,8 @@ def load_llm(
         lora: None, or peft ``LoraConfig`` keywords (``r``, ``lora_alpha``,
             ``lora_dropout``, ``target_modules``, ...); adds trainable adapters.
         gradient_checkpointing: recompute LLM activations in backward.
+        revision: the Hub commit (or tag/branch) to load: pins the weights and the
+            tokenizer (the recipes' configs give commit hashes). None: the default branch.
     """
     from transformers import AutoModelForCausalLM
 
@@ -39,6 +42,8 @@ def load_llm(
     kwargs = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if revision:
+        kwargs["revision"] = revision
     llm = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     if freeze:
         llm.requires_grad_(False)

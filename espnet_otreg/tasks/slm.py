@@ -149,7 +149,8 @@ class SLMTask(AbsTask):
             return None
         llm_conf = dict(DEFAULT_LLM_CONF, **(args.llm_conf or {}))
         prompt_conf = dict(DEFAULT_PROMPT_CONF, **(args.prompt_conf or {}))
-        return SLMPreprocessor(train, tokenizer=llm_conf["model_name_or_path"], **prompt_conf)
+        return SLMPreprocessor(train, tokenizer=llm_conf["model_name_or_path"],
+                               tokenizer_revision=llm_conf.get("revision"), **prompt_conf)
 
     @classmethod
     def required_data_names(
@@ -182,7 +183,8 @@ class SLMTask(AbsTask):
             logging.info("phase 1 trains the projector only: LoRA is added in phase 2")
             llm_conf["lora"] = None
         llm = load_llm(**llm_conf)
-        tokenizer = AutoTokenizer.from_pretrained(llm_conf["model_name_or_path"])
+        tokenizer = AutoTokenizer.from_pretrained(llm_conf["model_name_or_path"],
+                                                  revision=llm_conf.get("revision"))
         eos = tokenizer.eos_token_id
         if eos is None:
             raise ValueError(f"tokenizer of {llm_conf['model_name_or_path']} has no eos token")

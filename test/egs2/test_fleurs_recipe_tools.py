@@ -187,3 +187,31 @@ def test_score_english_with_whisper_normalizer(tmp_path):
     whisper = score.score(d, hyp, tmp_path / "o2", english=score.english_normalizer())
     assert whisper["langs"]["en_us"]["rate"] == 0.0
     assert whisper["langs"]["de_de"] == basic["langs"]["de_de"]
+
+
+def test_full_configs_pin_the_base_models_by_revision():
+    import re
+
+    import yaml
+
+    for c in sorted((RECIPE / "conf").glob("train_slm_*.yaml")):
+        conf = yaml.safe_load(c.read_text())
+        for key in ("encoder_conf", "llm_conf"):
+            assert re.fullmatch(r"[0-9a-f]{40}", conf[key]["revision"]), (c, key)
+
+
+def test_revision_reaches_from_pretrained(monkeypatch):
+    import transformers
+
+    from espnet_otreg.slm.llm import load_llm
+
+    seen = {}
+
+    def fake(name, **kw):
+        seen.update(kw, name=name)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        load_llm("some/llm", dtype="float32", revision="abc123")
+    assert seen["name"] == "some/llm" and seen["revision"] == "abc123"
