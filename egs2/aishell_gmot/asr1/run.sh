@@ -286,7 +286,8 @@ if stage_on 14; then
   [ -d "${asr_exp}/images" ] && _opts+=(--option "${asr_exp}/images")
   [ -f "${asr_exp}/RESULTS.md" ] && _opts+=(--option "${asr_exp}/RESULTS.md")
   "${PYTHON}" -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
-    --asr_model_file "${asr_exp}/${inference_asr_model}" "${_opts[@]}" --outpath "${packed_model}"
+    --asr_model_file "${asr_exp}/${inference_asr_model}" "${_opts[@]}" --outpath "${packed_model}" \
+    >"${asr_exp}/pack.log" 2>&1 || { tail -20 "${asr_exp}/pack.log" >&2; die "packing failed: see ${asr_exp}/pack.log"; }
   log "Stage 14: export a stock ESPnet CTC model -> ${export_dir}, packed -> ${packed_export}"
   "${PYTHON}" -m espnet_otreg.bin.export_ctc --asr_train_config "${asr_exp}/config.yaml" \
     --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${export_dir}"
@@ -297,7 +298,9 @@ print(((yaml.safe_load(open(sys.argv[1])) or {}).get("normalize_conf") or {}).ge
     "${export_dir}/config.yaml")
   [ -z "${_stats}" ] || [ ! -f "${_stats}" ] || _opts+=(--option "${_stats}")
   "${PYTHON}" -m espnet2.bin.pack asr --asr_train_config "${export_dir}/config.yaml" \
-    --asr_model_file "${export_dir}/model.pth" "${_opts[@]}" --outpath "${packed_export}"
+    --asr_model_file "${export_dir}/model.pth" "${_opts[@]}" --outpath "${packed_export}" \
+    >"${export_dir}/pack.log" 2>&1 || { tail -20 "${export_dir}/pack.log" >&2; die "packing failed: see ${export_dir}/pack.log"; }
+  log "Stage 14: packed ${packed_model} and ${packed_export}"
 fi
 
 if stage_on 15; then
