@@ -23,6 +23,12 @@ install_requires = [
     "tensorboard>=2.14,<3",
     # FLEURS stage 1 reads the Hub's parquet conversion.
     "pyarrow>=15",
+    # Speech2Text.from_pretrained (stock ESPnet) loads zips and Hub models through it.
+    "espnet_model_zoo>=0.1.7",
+    # Model cards (ModelCard API) and uploads; also FLEURS downloads.
+    "huggingface_hub>=0.24",
+    # CER over grapheme clusters (\X) for scripts without spaces (th, lo, my, km, ...).
+    "regex>=2023.0",
 ]
 
 extras_require = {
@@ -44,6 +50,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["espnet_otreg", "espnet_otreg.*"]),
+    # The recipes' shared stage library (sourced by egs2/*/asr1/path.sh).
+    package_data={"espnet_otreg.recipe": ["*.sh"]},
     install_requires=install_requires,
     extras_require=extras_require,
     classifiers=[

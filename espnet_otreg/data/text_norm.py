@@ -18,6 +18,10 @@ state its normaliser.)
 Languages written without spaces between words are scored by CER (character error rate
 over the normalised text with spaces removed), as in the Whisper and FLEURS papers:
 Mandarin, Cantonese, Japanese, Thai, Lao, Burmese, Khmer (:data:`CER_LANGUAGES`).
+A "character" is a user-perceived character, an extended grapheme cluster (the
+``regex`` package's ``\X``), not a code point: Thai ``"กิ"`` (consonant + vowel sign) is
+one unit, so a wrong vowel sign is one substitution and not an extra insertion. For
+Han and kana text clusters and code points coincide.
 
 Error rates are corpus-level (total edits / total reference units), computed with
 ``jiwer``.
@@ -60,8 +64,15 @@ def units(text: str, lang: str, keep_marks: bool = True) -> list[str]:
     removed) for :func:`uses_cer` languages."""
     s = normalize(text, keep_marks=keep_marks)
     if uses_cer(lang):
-        return [c for c in s if not c.isspace()]
+        return graphemes(s)
     return s.split()
+
+
+def graphemes(text: str) -> list[str]:
+    """The extended grapheme clusters of ``text`` with whitespace dropped."""
+    import regex
+
+    return [g for g in regex.findall(r"\X", text) if not g.isspace()]
 
 
 @dataclass

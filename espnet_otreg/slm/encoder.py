@@ -34,6 +34,7 @@ class HFWhisperEncoder(AbsEncoder):
         config: a ``WhisperConfig`` (or its keywords) to build a randomly initialised
             encoder instead of loading ``model_name_or_path`` (benchmarks at real
             sizes, no download).
+        revision: the Hub commit (or tag/branch) of ``model_name_or_path``; None: default.
     """
 
     #: the submodule holding the pretrained weights (left out of checkpoints while frozen)
@@ -48,6 +49,7 @@ class HFWhisperEncoder(AbsEncoder):
         pad_to_30s: bool = True,
         gradient_checkpointing: bool = False,
         config=None,
+        revision=None,
     ):
         super().__init__()
         from transformers import WhisperFeatureExtractor, WhisperModel
@@ -62,10 +64,11 @@ class HFWhisperEncoder(AbsEncoder):
             self.model = WhisperEncoder(config).to(torch_dtype)
             fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
         else:
-            whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype)
+            whisper = WhisperModel.from_pretrained(model_name_or_path, dtype=torch_dtype,
+                                                   revision=revision)
             self.model = whisper.get_encoder()  # the decoder goes with `whisper`
             del whisper
-            fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path)
+            fe = WhisperFeatureExtractor.from_pretrained(model_name_or_path, revision=revision)
         self.n_fft, self.hop_length = fe.n_fft, fe.hop_length
         self.register_buffer(
             "mel_filters", torch.tensor(fe.mel_filters, dtype=torch.float32).T, persistent=False

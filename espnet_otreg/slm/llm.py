@@ -21,6 +21,7 @@ def load_llm(
     gradient_checkpointing: bool = False,
     attn_implementation: Optional[str] = None,
     config: Optional[Dict] = None,
+    revision: Optional[str] = None,
 ) -> torch.nn.Module:
     """Load a Hugging Face causal LM.
 
@@ -36,6 +37,8 @@ def load_llm(
         config: Hugging Face config keywords (with ``model_type``, e.g. ``qwen2``) to
             build a randomly initialised LM of that shape instead of loading
             ``model_name_or_path`` (benchmarks at real sizes, no download).
+        revision: the Hub commit (or tag/branch) to load: pins the weights and the
+            tokenizer (the recipes' configs give commit hashes). None: the default branch.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -48,7 +51,7 @@ def load_llm(
             AutoConfig.for_model(conf.pop("model_type"), **conf), **kwargs
         )
     else:
-        llm = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+        llm = AutoModelForCausalLM.from_pretrained(model_name_or_path, revision=revision, **kwargs)
     if freeze:
         llm.requires_grad_(False)
     if gradient_checkpointing:

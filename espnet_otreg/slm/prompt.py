@@ -78,11 +78,12 @@ class SLMPreprocessor(AbsPreprocessor):
         speech_name: str = "speech",
         text_name: str = "text",
         lang_name: str = "lang",
+        tokenizer_revision: Optional[str] = None,
     ):
         super().__init__(train)
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, revision=tokenizer_revision)
         self.template = PromptTemplate(prompt_template)
         self.default_lang = default_lang
         self.lang_names = dict(lang_names or {})

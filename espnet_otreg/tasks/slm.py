@@ -148,7 +148,8 @@ class SLMTask(AbsTask):
             return None
         llm_conf = dict(DEFAULT_LLM_CONF, **(args.llm_conf or {}))
         prompt_conf = dict(DEFAULT_PROMPT_CONF, **(args.prompt_conf or {}))
-        return SLMPreprocessor(train, tokenizer=llm_conf["model_name_or_path"], **prompt_conf)
+        return SLMPreprocessor(train, tokenizer=llm_conf["model_name_or_path"],
+                               tokenizer_revision=llm_conf.get("revision"), **prompt_conf)
 
     @classmethod
     def required_data_names(
@@ -183,7 +184,9 @@ class SLMTask(AbsTask):
         if llm_conf.get("config") is not None:  # a random LM of a given shape: no tokenizer
             eos, pad, source = llm.config.eos_token_id, llm.config.pad_token_id, "config"
         else:
-            tokenizer = AutoTokenizer.from_pretrained(llm_conf["model_name_or_path"])
+            tokenizer = AutoTokenizer.from_pretrained(
+                llm_conf["model_name_or_path"], revision=llm_conf.get("revision")
+            )
             eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
             source = f"tokenizer of {llm_conf['model_name_or_path']}"
         if eos is None:

@@ -53,3 +53,13 @@ def test_empty_reference_is_an_error():
 def test_length_mismatch():
     with pytest.raises(ValueError, match="2 references but 1"):
         tn.error_counts(["a", "b"], ["a"], "en_us")
+
+
+def test_cer_counts_grapheme_clusters_for_scripts_without_spaces():
+    """Thai/Lao/Burmese/Khmer: a consonant with its vowel or tone sign is one unit."""
+    from espnet_otreg.data.text_norm import units
+
+    assert units("กิน ข้าว", "th_th") == ["กิ", "น", "ข้", "า", "ว"]  # 7 code points, 5 clusters
+    assert tn.error_rate(["กินข้าว"], ["กันข้าว"], "th_th") == 20.0  # one substitution of 5
+    assert len(units("ខ្មែរ", "km_kh")) < len("ខ្មែរ")
+    assert units("我爱 北京", "cmn_hans_cn") == ["我", "爱", "北", "京"]  # Han: clusters = chars

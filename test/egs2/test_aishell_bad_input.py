@@ -59,6 +59,34 @@ def test_stage1_skips_and_reports_unmatched_utterances(tmp_path):
     assert "BAC009S0002W0002" in r.stderr and "no transcript" in r.stderr
 
 
+
+def test_stage1_extracts_packed_speaker_archives(tmp_path):
+    """--aishell_dir where only data_aishell.tgz was extracted: the release's
+    wav/<spk>.tar.gz archives are still packed; stage 1 extracts them (once)."""
+    text = ("BAC009S0002W0001 我 是 学生\nBAC009S0002W0002 你 好\n"
+            "BAC009S0724W0001 你 好\nBAC009S0764W0001 中国 人\n").encode()
+    staged = _corpus(tmp_path / "staged", text, WAVS)
+    root = tmp_path / "aishell"
+    wav_dir = root / "data_aishell" / "wav"
+    wav_dir.mkdir(parents=True)
+    (root / "data_aishell" / "transcript").mkdir()
+    (root / "data_aishell" / "transcript" / "aishell_transcript_v0.8.txt").write_bytes(text)
+    for spk in ("S0002", "S0724", "S0764"):  # as in the release: <set>/<spk>/<utt>.wav inside
+        with tarfile.open(wav_dir / f"{spk}.tar.gz", "w:gz") as tar:
+            for dset in ("train", "dev", "test"):
+                src = staged / "data_aishell" / "wav" / dset / spk
+                if src.is_dir():
+                    tar.add(src, arcname=f"{dset}/{spk}")
+    r = _run(RECIPE / "local" / "data.py", "--aishell_dir", root, "--out", tmp_path / "data")
+    assert r.returncode == 0, r.stderr
+    assert "extracted 3 / 3 speaker archives" in r.stderr
+    assert (tmp_path / "data" / "train" / "wav.scp").read_text().count("\n") == 2
+    assert (tmp_path / "data" / "test" / "text").read_text(encoding="utf-8") == "BAC009S0764W0001 中国人\n"
+    r = _run(RECIPE / "local" / "data.py", "--aishell_dir", root, "--out", tmp_path / "data2")
+    assert r.returncode == 0, r.stderr
+    assert "already extracted" in r.stderr
+
+
 def test_stage1_non_utf8_transcript_stops_naming_the_line(tmp_path):
     text = "BAC009S0002W0001 我 是\n".encode() + "BAC009S0724W0001 你 好\n".encode("gbk")
     root = _corpus(tmp_path / "aishell", text, WAVS)

@@ -4,7 +4,7 @@ Synthetic two-language corpus in the FLEURS layout (+ a Common-Voice-layout
 cross-domain set), tiny random Whisper encoder and causal LM built offline, phase 1
 then phase 2 (OTReg), decoding with 2 jobs, per-language scoring, modality gap,
 RESULTS.md and packing. The trained model must clearly beat chance: WER < 60%.
-The recipe runs in a copy of the recipe folder, so the committed RESULTS.md stays.
+Everything goes under mini/ (data, dump, exp, RESULTS.md): the committed RESULTS.md stays.
 """
 
 import json
@@ -50,13 +50,13 @@ def test_every_stage_and_wer(mini_run):
         assert f"Stage {stage}:" in log, f"stage {stage} did not run"
     # Data: both languages, utt2lang, the cross-domain set.
     for dset in ("train", "dev", "test", "test_covost2"):
-        langs = set((work / "dump/raw" / dset / "utt2lang").read_text().split()[1::2])
+        langs = set((work / "mini/dump/raw" / dset / "utt2lang").read_text().split()[1::2])
         assert langs == {"en_us", "de_de"}, (dset, langs)
-    assert "kept" in (work / "dump/raw/train/filter_counts.json").read_text()
-    assert (work / "dump/raw/train/token_stats.md").is_file()
+    assert "kept" in (work / "mini/dump/raw/train/filter_counts.json").read_text()
+    assert (work / "mini/dump/raw/train/token_stats.md").is_file()
     # Training: phase 1 then phase 2 from it.
-    assert (work / "exp/slm_train_slm_phase1/valid.acc.ave.pth").exists()
-    p2 = work / "exp/slm_train_slm_otreg"
+    assert (work / "mini/exp/slm_train_slm_phase1/valid.acc.ave.pth").exists()
+    p2 = work / "mini/exp/slm_train_slm_otreg"
     assert "init_param" in (p2 / "config.yaml").read_text()
     assert (p2 / "valid.acc.ave.pth").exists()
     # Scores: a learned model, in- and cross-domain, per language.
@@ -73,7 +73,9 @@ def test_every_stage_and_wer(mini_run):
     gap = json.loads((p2 / "modality_gap/test/modality_gap.json").read_text())["summary"]
     assert gap["n_utts"] == 32 and gap["retrieval_r1"] >= 0
     # RESULTS.md: our numbers with their sources, baselines "-", the paper's marked.
-    res = (work / "RESULTS.md").read_text()
+    # --mini writes everything under mini/, its RESULTS.md too (never the committed one)
+    assert not (work / "RESULTS.md").exists() and not (work / "exp").exists()
+    res = (work / "mini/RESULTS.md").read_text()
     ours = json.loads((dec / "test/score/scores.json").read_text())["avg"]
     assert re.search(rf"\| OTReg \(`slm_train_slm_otreg`\) \|.*\| {ours:.2f} \|.*6\.90 \(published\) \|", res)
     assert "| base SLM | - |" in res and "(mini synthetic corpus" in res
@@ -90,7 +92,7 @@ def test_rerun_resumes_instead_of_redoing(mini_run):
     """Stages are restartable: finished phase 1 is kept, phase 2 resumes from its
     checkpoint (no epoch retrained), finished decoding jobs are not rerun."""
     work, env, _ = mini_run
-    p2 = work / "exp/slm_train_slm_otreg"
+    p2 = work / "mini/exp/slm_train_slm_otreg"
     n_epochs = len(re.findall(r"epoch results", (p2 / "train.log").read_text()))
     dec = next(p2.glob("decode_*")) / "test/logdir"
     stamps = {p: p.stat().st_mtime for p in dec.glob("output.*/text")}

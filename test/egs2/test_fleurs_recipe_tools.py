@@ -173,3 +173,45 @@ def test_format_stage_names_unreadable_audio(tmp_path):
     wav.write_bytes(b"RIFF0000WAVEjunk")
     r = subprocess.run(fmt + ["--dst", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and f"en_us-{wav.stem}" in r.stderr and "cannot read audio" in r.stderr
+
+
+def test_score_english_with_whisper_normalizer(tmp_path):
+    """--english_normalizer whisper: contractions and numbers as Whisper scores English."""
+    score = _load("score")
+    d = _data_dir(tmp_path / "data", {"a": ("We won't pay ten dollars.", "en_us"),
+                                      "b": ("Wir zahlen zehn.", "de_de")})
+    hyp = tmp_path / "hyp"
+    hyp.write_text("a we will not pay $10\nb wir zahlen zehn\n")
+    basic = score.score(d, hyp, tmp_path / "o1")
+    assert basic["langs"]["en_us"]["rate"] > 0
+    whisper = score.score(d, hyp, tmp_path / "o2", english=score.english_normalizer())
+    assert whisper["langs"]["en_us"]["rate"] == 0.0
+    assert whisper["langs"]["de_de"] == basic["langs"]["de_de"]
+
+
+def test_full_configs_pin_the_base_models_by_revision():
+    import re
+
+    import yaml
+
+    for c in sorted((RECIPE / "conf").glob("train_slm_*.yaml")):
+        conf = yaml.safe_load(c.read_text())
+        for key in ("encoder_conf", "llm_conf"):
+            assert re.fullmatch(r"[0-9a-f]{40}", conf[key]["revision"]), (c, key)
+
+
+def test_revision_reaches_from_pretrained(monkeypatch):
+    import transformers
+
+    from espnet_otreg.slm.llm import load_llm
+
+    seen = {}
+
+    def fake(name, **kw):
+        seen.update(kw, name=name)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        load_llm("some/llm", dtype="float32", revision="abc123")
+    assert seen["name"] == "some/llm" and seen["revision"] == "abc123"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,13 +43,29 @@ def fetch(url_base: str, download_dir: Path, md5: dict) -> Path:
         archive = download(f"{url_base.rstrip('/')}/{name}", download_dir / name,
                            md5=md5.get(name))
         extract_tar(archive, download_dir)
-    wav_dir = download_dir / "data_aishell" / "wav"
+    extract_speaker_archives(download_dir / "data_aishell" / "wav")
+    return download_dir
+
+
+def extract_speaker_archives(wav_dir: Path) -> None:
+    """Extract the release's per-speaker ``wav/<spk>.tar.gz`` archives in place, once.
+
+    ``data_aishell.tgz`` holds one archive per speaker; a copy where only the outer
+    archive was extracted has them still packed. Each extraction leaves a stamp, so a
+    second call (or an already extracted copy) costs a directory listing.
+    """
     inner = sorted(wav_dir.glob("*.tar.gz"))
+    if not inner:
+        return
+    todo = [t for t in inner if not (wav_dir / f".{t.name}.done").is_file()]
+    if todo and not os.access(wav_dir, os.W_OK):
+        sys.exit(f"ERROR: {wav_dir} holds {len(todo)} packed speaker archives "
+                 f"(e.g. {todo[0].name}) and is not writable: extract them there "
+                 "(tar xzf <spk>.tar.gz in that directory) or give a writable copy")
     for i, spk_tar in enumerate(inner, 1):
         extract_tar(spk_tar, wav_dir)
         if i % 50 == 0 or i == len(inner):
-            log.info("extracted %d / %d speaker archives", i, len(inner))
-    return download_dir
+            log.info("extracted %d / %d speaker archives in %s", i, len(inner), wav_dir)
 
 
 def prepare(aishell_dir: Path, out: Path) -> dict:
@@ -59,12 +76,16 @@ def prepare(aishell_dir: Path, out: Path) -> dict:
     trans_path = root / "transcript" / "aishell_transcript_v0.8.txt"
     if not trans_path.is_file():
         sys.exit(f"ERROR: {trans_path} not found: --aishell_dir must hold data_aishell/")
+    # A copy where only data_aishell.tgz was extracted: its wav/<spk>.tar.gz still packed.
+    extract_speaker_archives(root / "wav")
     trans = read_kv(trans_path, allow_empty_value=True)
     skipped, counts, used = [], {}, set()
     for dset in SETS:
         wavs = sorted((root / "wav" / dset).glob("*/*.wav"))
         if not wavs:
-            sys.exit(f"ERROR: no wav files under {root / 'wav' / dset}")
+            sys.exit(f"ERROR: no wav files under {root / 'wav' / dset} (expected "
+                     f"{root / 'wav' / dset}/<speaker>/<utt>.wav, or packed "
+                     f"{root / 'wav'}/<speaker>.tar.gz archives)")
         wav_scp, text, utt2spk = {}, {}, {}
         for w in wavs:
             utt = w.stem

@@ -41,7 +41,7 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     name = tokenizer_name(a.config)
-    tok = AutoTokenizer.from_pretrained(name)
+    tok = AutoTokenizer.from_pretrained(name, revision=(conf.get("llm_conf") or {}).get("revision"))
     lengths: dict[str, list[int]] = {}
     mismatch, empty = [], []
     for d in a.data_dirs:

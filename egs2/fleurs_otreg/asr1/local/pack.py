@@ -6,6 +6,12 @@ weights (``slm_model_file``: projector, LoRA/trainable parts; the frozen pretrai
 encoder and LLM are named in the config and loaded from the Hub by name, as in
 training), ``RESULTS.md``, the score files and modality-gap reports of this system, and
 any local model directory the config points to (the mini recipe's tiny models).
+
+With LoRA adapters in the LLM, they are also saved as a PEFT adapter
+(``<exp_dir>/peft_adapter``: ``adapter_config.json``, ``adapter_model.safetensors``,
+``save_pretrained``) and packed too: ``peft.PeftModel.from_pretrained(<base LLM>,
+<dir>)`` loads them without ESPnet. The packed model loads back with
+``espnet_otreg.recipe.zoo.slm_from_pretrained(<zip or Hub name>)``.
 """
 
 import argparse
@@ -40,7 +46,14 @@ def main(argv=None):
     for f in (config, model):
         if not f.exists():
             raise SystemExit(f"pack.py: error: {f} does not exist (train first: stage 11)")
+    from espnet_otreg.recipe.zoo import export_peft_adapter
+
+    peft_dir = export_peft_adapter(config, model, a.exp_dir / "peft_adapter")
+    if peft_dir is not None:
+        print(f"PEFT adapter: {peft_dir}")
     option = [a.results] if a.results.is_file() else []
+    if peft_dir is not None:
+        option += sorted(f for f in peft_dir.rglob("*") if f.is_file())
     option += sorted(a.exp_dir.glob("decode_*/*/score/*"))
     option += sorted(a.exp_dir.glob("modality_gap/*/*"))
     for d in sorted(set(local_dirs(yaml.safe_load(config.read_text()), Path.cwd()))):

@@ -13,9 +13,16 @@ with jiwer. Writes to --out_dir:
 - ``per_utt.txt``: normalised reference and hypothesis of each utterance with its
   error count, for reading the errors.
 
+``--english_normalizer whisper``: English (``en_*``) is first normalised with Whisper's
+``EnglishTextNormalizer`` (from transformers: contractions, numbers, British/American
+spellings when ``--english_spelling`` gives Whisper's ``english.json``/``normalizer.json``
+mapping), as the Whisper and OWSM English results are; other languages are unchanged.
+
 Every reference needs a hypothesis line (an empty hypothesis is allowed and counts as
 deletions); a missing one stops with the utterance ids: decoding is incomplete.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
@@ -26,10 +33,22 @@ from espnet_otreg.data.datadir import read_kv
 from espnet_otreg.data.text_norm import ErrorCounts, error_counts, normalize, uses_cer
 
 
-def score(data_dir: Path, hyp_file: Path, out_dir: Path, keep_marks: bool = True) -> dict:
+def english_normalizer(spelling_json: Path | None = None):
+    """Whisper's EnglishTextNormalizer (transformers), with the spelling mapping if given."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    mapping = json.loads(spelling_json.read_text(encoding="utf-8")) if spelling_json else {}
+    return EnglishTextNormalizer(mapping)
+
+
+def score(data_dir: Path, hyp_file: Path, out_dir: Path, keep_marks: bool = True,
+          english=None) -> dict:
     ref = read_kv(data_dir / "text")
     lang = read_kv(data_dir / "utt2lang")
     hyp = read_kv(hyp_file, allow_empty_value=True)
+    if english is not None:  # Whisper's English normaliser first, for en_* only
+        ref = {u: english(t) if lang.get(u, "").startswith("en") else t for u, t in ref.items()}
+        hyp = {u: english(t) if lang.get(u, "").startswith("en") else t for u, t in hyp.items()}
     missing = [u for u in ref if u not in hyp]
     if missing:
         raise SystemExit(f"score.py: error: {hyp_file} has no hypothesis for {len(missing)} of "
@@ -74,9 +93,14 @@ def main(argv=None):
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--whisper_exact", action="store_true",
                    help="Whisper's normaliser exactly (also replaces combining marks by spaces)")
+    p.add_argument("--english_normalizer", choices=["basic", "whisper"], default="basic",
+                   help="whisper: Whisper's EnglishTextNormalizer for en_* first")
+    p.add_argument("--english_spelling", type=Path, default=None,
+                   help="Whisper's British->American spelling json (english.json)")
     a = p.parse_args(argv)
+    eng = english_normalizer(a.english_spelling) if a.english_normalizer == "whisper" else None
     try:
-        out = score(a.data_dir, a.hyp, a.out_dir, keep_marks=not a.whisper_exact)
+        out = score(a.data_dir, a.hyp, a.out_dir, keep_marks=not a.whisper_exact, english=eng)
     except ValueError as e:
         sys.exit(f"score.py: error: {e}")
     print((a.out_dir / "result.md").read_text(), end="")

@@ -1,0 +1,219 @@
+# shellcheck shell=bash
+# The stage library of the egs2/*/asr1 recipes (what ESPnet's TEMPLATE asr.sh and
+# icefall's shared/ scripts give their recipes). Sourced by each recipe's path.sh, after
+# PYTHON is set. It defines functions only (and the Ctrl-C trap):
+#
+#   log MSG / die MSG          timestamped lines on stderr, as asr.sh; die exits 1
+#   parse_options "$@"         --name value / --name=value for every variable already set
+#                              (dashes read as underscores); --help prints the header
+#   stage_on N                 true when N lies in --stage .. --stop_stage
+#   is_true VALUE              true/false options, anything else is an error
+#   inference_tag CONF MODEL   the decode dir name: <conf>_asr_model_<model> (asr.sh's)
+#   run_jobs ...               split, run N jobs, wait, report a failing job's log, merge
+#   run_training LOG -- CMD    launch training with a live progress view, wait, report
+#
+# Job backends: run_jobs and run_training take --cmd; the only backend so far is
+# "local" (background processes on this machine). Another backend (a queue) is one
+# more case in _submit_job, the single place that starts a job.
+
+_log_at() {  # names the first line outside this library (run.sh:<line>)
+    local i=1
+    while [ "${i}" -lt $((${#BASH_SOURCE[@]} - 1)) ] && [ "${BASH_SOURCE[$i]##*/}" = lib.sh ]; do
+        i=$((i + 1))
+    done
+    local src=${BASH_SOURCE[$i]:-run.sh}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${src##*/}:${BASH_LINENO[$((i - 1))]}) $*" >&2
+}
+log() { _log_at "$@"; }
+die() { _log_at "ERROR: $*"; exit 1; }
+
+# Stopping run.sh (Ctrl-C, kill) stops its background jobs too; run it again to resume.
+_kill_children() { local bg; bg=$(jobs -p); [ -z "${bg}" ] || kill ${bg} 2>/dev/null || true; }
+trap '_kill_children; exit 130' INT TERM
+trap '_kill_children' EXIT
+
+usage() {  # the script's header comment, then its options with their defaults
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+    echo
+    echo "Options (--name value; defaults as set in $0):"
+    sed -n '/^# *-* *options/,/parse_options/p' "$0" | grep -E '^[a-z_][a-z0-9_]*=' \
+        | sed -E 's/^([a-z0-9_]+)=/  --\1 /'
+}
+
+parse_options() {
+    local _po_name _po_value
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            -h|--help) usage; exit 0 ;;
+            --*=*) _po_name=${1%%=*}; _po_name=${_po_name#--}; _po_value=${1#*=}; shift ;;
+            --*) _po_name=${1#--}
+                 [ $# -ge 2 ] || die "option $1 needs a value"
+                 _po_value=$2; shift 2 ;;
+            *) die "unexpected argument: $1 (options are --name value; --help lists them)" ;;
+        esac
+        _po_name=${_po_name//-/_}
+        [[ ${_po_name} =~ ^[a-z][a-z0-9_]*$ ]] || die "bad option name --${_po_name}"
+        [ -n "${!_po_name+x}" ] || die "unknown option --${_po_name} (--help lists them)"
+        printf -v "${_po_name}" '%s' "${_po_value}"
+    done
+}
+
+stage_on() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+is_true() {
+    case "$1" in
+        true) return 0 ;;
+        false) return 1 ;;
+        *) die "expected true or false, got '$1'" ;;
+    esac
+}
+
+inference_tag() {  # asr.sh: <decode config name>_asr_model_<model file without .pth>
+    local conf model
+    conf=$(basename "$1"); conf=${conf%.yaml}
+    model=${2//\//_}; model=${model%.*}
+    echo "${conf}_asr_model_${model}"
+}
+
+_job_path() { local p=$1; echo "${p//JOB/$2}"; }
+
+_n_gpus() { local n; n=$(nvidia-smi -L 2>/dev/null | wc -l); [ "${n}" -gt 0 ] || n=1; echo "${n}"; }
+
+# _submit_job CMD LOG GPU COMMAND...: start one job in the background ($! is its pid;
+# its exit status is the job's). GPU: empty, or the device to pin it to. The one place
+# a new backend goes.
+_submit_job() {
+    local backend=$1 job_log=$2 gpu=$3; shift 3
+    case "${backend}" in
+        local)
+            if [ -n "${gpu}" ]; then
+                CUDA_VISIBLE_DEVICES=${gpu} "$@" >"${job_log}" 2>&1 &
+            else
+                "$@" >"${job_log}" 2>&1 &
+            fi
+            ;;
+        *) die "--cmd ${backend}: unknown job backend (supported: local)" ;;
+    esac
+}
+
+# run_jobs [options] -- COMMAND...
+#   Runs COMMAND as --nj parallel jobs and waits for them; "JOB" in COMMAND and in the
+#   path patterns below becomes the job number 1..N.
+#   --cmd local            job backend
+#   --nj N                 number of jobs (at most the lines of each --split input)
+#   --split SCP PATTERN    split SCP's lines into PATTERN (e.g. dir/keys.JOB.scp) first
+#   --log PATTERN          each job's log (required)
+#   --merge PATTERN DEST   afterwards, merge the jobs' key-value files into DEST
+#   --gpu true|false       pin job n to GPU (n-1) mod (GPUs nvidia-smi lists)
+#   --skip_done PATTERN    do not rerun a job whose PATTERN file has as many lines as
+#                          its part of the first --split input (finished before)
+#   --name TEXT            what the jobs are, for the log
+#   A failing job stops the recipe with the tail of its log. Afterwards RUN_JOBS_NJ holds
+#   the number of jobs (--nj, or fewer).
+run_jobs() {
+    local cmd_=local nj_=1 log_= gpu_=false done_= name_=jobs
+    local -a split_src=() split_pat=() merge_pat=() merge_dst=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --cmd) cmd_=$2; shift 2 ;;
+            --nj) nj_=$2; shift 2 ;;
+            --split) split_src+=("$2"); split_pat+=("$3"); shift 3 ;;
+            --log) log_=$2; shift 2 ;;
+            --merge) merge_pat+=("$2"); merge_dst+=("$3"); shift 3 ;;
+            --gpu) gpu_=$2; shift 2 ;;
+            --skip_done) done_=$2; shift 2 ;;
+            --name) name_=$2; shift 2 ;;
+            --) shift; break ;;
+            *) die "run_jobs: unknown option $1" ;;
+        esac
+    done
+    [ $# -gt 0 ] || die "run_jobs: no command given"
+    [ -n "${log_}" ] || die "run_jobs: --log PATTERN is required"
+    local i n j
+    for i in "${!split_src[@]}"; do
+        [ -s "${split_src[$i]}" ] || die "${name_}: ${split_src[$i]} is missing or empty"
+        n=$(wc -l <"${split_src[$i]}")
+        [ "${n}" -ge "${nj_}" ] || nj_=${n}
+    done
+    RUN_JOBS_NJ=${nj_}
+    for i in "${!split_src[@]}"; do
+        mkdir -p "$(dirname "${split_pat[$i]}")"
+        "${PYTHON}" -m espnet_otreg.data.cli split --scp "${split_src[$i]}" \
+            --out "$(_job_path "${split_pat[$i]}" '{}')" --nj "${nj_}" >/dev/null \
+            || die "${name_}: cannot split ${split_src[$i]}"
+    done
+    local n_gpus=0 gpu= job_log a
+    is_true "${gpu_}" && n_gpus=$(_n_gpus)
+    local -a pids=() jobs_=() argv
+    for j in $(seq "${nj_}"); do
+        if [ -n "${done_}" ] && [ ${#split_pat[@]} -gt 0 ]; then
+            local out_f keys_f
+            out_f=$(_job_path "${done_}" "${j}"); keys_f=$(_job_path "${split_pat[0]}" "${j}")
+            if [ -f "${out_f}" ] && [ "$(wc -l <"${out_f}")" -eq "$(wc -l <"${keys_f}")" ]; then
+                continue
+            fi
+        fi
+        argv=()
+        for a in "$@"; do argv+=("${a//JOB/${j}}"); done
+        job_log=$(_job_path "${log_}" "${j}")
+        mkdir -p "$(dirname "${job_log}")"
+        gpu=; [ "${n_gpus}" -eq 0 ] || gpu=$(( (j - 1) % n_gpus ))
+        _submit_job "${cmd_}" "${job_log}" "${gpu}" "${argv[@]}"
+        pids+=($!); jobs_+=("${j}")
+    done
+    log "${name_}: ${#pids[@]} jobs running (${cmd_}), logs ${log_}"
+    local -a failed=()
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${jobs_[$i]}")
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        job_log=$(_job_path "${log_}" "${failed[0]}")
+        log "${name_}: ${#failed[@]} of ${#pids[@]} jobs failed (jobs ${failed[*]}); the end of ${job_log}:"
+        tail -n 20 "${job_log}" >&2
+        die "${name_} failed: see ${job_log}"
+    fi
+    local -a parts
+    for i in "${!merge_pat[@]}"; do
+        parts=()
+        for j in $(seq "${nj_}"); do parts+=("$(_job_path "${merge_pat[$i]}" "${j}")"); done
+        "${PYTHON}" -m espnet_otreg.data.cli merge --out "${merge_dst[$i]}" --parts "${parts[@]}" \
+            >/dev/null || die "${name_}: cannot merge ${merge_pat[$i]} into ${merge_dst[$i]}"
+    done
+    log "${name_}: ${nj_} jobs done"
+}
+
+# run_training [--cmd local] LOG -- COMMAND...
+#   Starts COMMAND (ESPnet's trainer) with its output in LOG, shows ESPnet's per-epoch
+#   summary lines (and errors) while it runs, waits, and stops the recipe with the end
+#   of LOG when it fails. An earlier LOG (a resumed run) is kept as LOG's name with .N.
+run_training() {
+    local cmd_=local
+    if [ "$1" = --cmd ]; then cmd_=$2; shift 2; fi
+    local log_file=$1; shift
+    [ "$1" = -- ] && shift
+    mkdir -p "$(dirname "${log_file}")"
+    if [ -e "${log_file}" ]; then
+        local k=1 base=${log_file%.log}
+        while [ -e "${base}.${k}.log" ]; do k=$((k + 1)); done
+        mv "${log_file}" "${base}.${k}.log"
+    fi
+    # The log exists before the progress view opens it (no "cannot open" race).
+    : >"${log_file}"
+    _submit_job "${cmd_}" "${log_file}" "" "$@"
+    local pid=$!
+    _progress_view "${log_file}" "${pid}" &
+    local view=$! rc=0
+    wait "${pid}" || rc=$?
+    wait "${view}" 2>/dev/null || true
+    if [ "${rc}" -ne 0 ]; then
+        tail -n 30 "${log_file}" >&2
+        die "training failed (exit ${rc}): see ${log_file}"
+    fi
+}
+
+_progress_view() {  # $1: log, $2: pid to follow; prints ESPnet's epoch summaries
+    tail -n +1 -F --pid="$2" "$1" 2>/dev/null \
+        | grep --line-buffered -E "epoch results|^Traceback|^[A-Za-z_.]*(Error|Exception)\b" \
+        | sed -u -E 's/.* ([0-9]+epoch) results: .*\[valid\] (.*)/  \1 valid: \2/; s/^(.{160}).*/\1/' >&2 \
+        || true
+}

@@ -1,0 +1,72 @@
+"""espnet_otreg/recipe/lib.sh, the stage library both run.sh source: options, the job
+runner (split, N jobs, failing job's log tail, merge) and the training launch with its
+progress view (no race with the creation of the log)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from espnet_otreg.recipe import LIB_SH
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bash(script, cwd, *args):
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(REPO))
+    return subprocess.run(["bash", "-c", f"set -euo pipefail; . '{LIB_SH}'; {script}", "run.sh", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_parse_options(tmp_path):
+    r = _bash('stage=1; my_opt=a; parse_options "$@"; echo "$stage $my_opt"', tmp_path,
+              "--stage", "3", "--my-opt=b c")
+    assert r.returncode == 0 and r.stdout == "3 b c\n", r.stderr
+    r = _bash('stage=1; parse_options "$@"', tmp_path, "--nope", "1")
+    assert r.returncode == 1 and "unknown option --nope" in r.stderr
+    r = _bash('stage=1; parse_options "$@"', tmp_path, "--stage")
+    assert r.returncode == 1 and "needs a value" in r.stderr
+
+
+def test_run_jobs_split_run_merge(tmp_path):
+    (tmp_path / "wav.scp").write_text("".join(f"u{i} /x/{i}.wav\n" for i in range(5)))
+    r = _bash('run_jobs --nj 8 --name demo --split wav.scp out/keys.JOB.scp --log out/job.JOB.log '
+              '--merge out/res.JOB out/res -- '
+              'bash -c \'sed "s/ .*/ done/" out/keys.JOB.scp > out/res.JOB\'; echo "nj=$RUN_JOBS_NJ"',
+              tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "nj=5" in r.stdout  # no more jobs than lines
+    assert (tmp_path / "out/res").read_text() == "".join(f"u{i} done\n" for i in range(5))
+    assert "demo: 5 jobs done" in r.stderr
+
+
+def test_run_jobs_reports_the_failing_job(tmp_path):
+    (tmp_path / "wav.scp").write_text("a 1\nb 2\nc 3\n")
+    r = _bash('run_jobs --nj 3 --name decode --split wav.scp k.JOB --log log.JOB -- '
+              'bash -c \'echo "line of job JOB"; [ JOB != 2 ] || { echo "boom in job 2"; exit 3; }\'',
+              tmp_path)
+    assert r.returncode == 1
+    assert "1 of 3 jobs failed (jobs 2)" in r.stderr and "boom in job 2" in r.stderr
+    assert "decode failed: see log.2" in r.stderr
+
+
+def test_run_jobs_unknown_backend(tmp_path):
+    r = _bash("run_jobs --cmd slurm --nj 1 --log l.JOB -- true", tmp_path)
+    assert r.returncode == 1 and "--cmd slurm: unknown job backend" in r.stderr
+
+
+def test_run_training_progress_has_no_log_race(tmp_path):
+    """A trainer that writes its epoch lines at once: the view shows them all, with no
+    'cannot open' from tail; a second run keeps the first log as train.1.log."""
+    trainer = ("for e in 1 2 3; do echo \"x ${e}epoch results: [train] loss=1 [valid] "
+               "loss=0.${e}\"; done")
+    for _ in range(2):
+        r = _bash(f"run_training exp/a/train.log -- bash -c '{trainer}'", tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "cannot open" not in r.stderr
+        for e in (1, 2, 3):
+            assert f"{e}epoch valid: loss=0.{e}" in r.stderr
+    assert (tmp_path / "exp/a/train.1.log").is_file()
+    r = _bash("run_training exp/b/train.log -- bash -c 'echo RuntimeError: bad; exit 2'", tmp_path)
+    assert r.returncode == 1 and "training failed (exit 2)" in r.stderr
+    assert "RuntimeError: bad" in r.stderr
