@@ -175,8 +175,9 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe_dir", type=Path, required=True, help="the dir with run.sh")
     p.add_argument("--config", required=True, help="training config (relative to recipe_dir)")
-    p.add_argument("--grid", action="append", default=[], required=True,
-                   help="key=v1,v2,... of model_conf (repeat for more keys)")
+    p.add_argument("--grid", action="append", default=[],
+                   help="key=v1,v2,... of model_conf (repeat for more keys; none: the "
+                   "config as it is, over the seeds)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--name", default=None, help="default: the swept keys")
     p.add_argument("--sets", nargs="+", default=["dev", "test"], help="scored sets")
@@ -194,7 +195,7 @@ def main(argv=None) -> Dict:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sweep: %(message)s")
     grid = parse_grid(args.grid)
-    name = args.name or "_".join(grid)
+    name = args.name or "_".join(grid) or Path(args.config).stem
     recipe = args.recipe_dir.resolve()
     run_args = shlex.split(args.run_args)
     mini = "--mini" in run_args and run_args[run_args.index("--mini") + 1] == "true"

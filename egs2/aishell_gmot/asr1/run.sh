@@ -59,6 +59,7 @@ inference_asr_model=valid.cer_ctc.ave.pth
 inference_args=
 test_sets="dev test"      # decoded and scored sets
 score_backend=auto        # stage 13: auto (sclite if installed), sclite or python
+results_md=               # stage 13 table (default: RESULTS.md; mini/RESULTS.md with --mini)
 check_export_utts=10      # stage 15: decode this many test utterances from the export zip
 skip_upload_hf=true       # stage 16: false uploads the folder to --hf_repo
 hf_repo=                  # <user>/<name> (token: $HF_TOKEN only)
@@ -83,10 +84,11 @@ if is_true "${mini}"; then
   nj=$(( nj > 2 ? 2 : nj )); inference_nj=$(( inference_nj > 2 ? 2 : inference_nj ))
   ngpu=0; max_wav_duration=10
 fi
-results_md=RESULTS.md; dataset_name=AISHELL-1; hf_dataset=aishell
+dataset_name=AISHELL-1; hf_dataset=aishell; _results_md=RESULTS.md
 if is_true "${mini}"; then
-  results_md="${mini_dir}/RESULTS.md"; dataset_name="AISHELL-1 mini (synthetic)"; hf_dataset=
+  _results_md="${mini_dir}/RESULTS.md"; dataset_name="AISHELL-1 mini (synthetic)"; hf_dataset=
 fi
+results_md=${results_md:-${_results_md}}
 
 if [ "${ngpu}" = auto ]; then
   ngpu=0
