@@ -187,6 +187,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_md", default=None,
                    help="RESULTS.md to update (default: the recipe's, mini/ with --mini)")
     p.add_argument("--run_args", default="", help="more run.sh options, e.g. '--mini true'")
+    p.add_argument("--asr_args", default="",
+                   help="more training options for every run, e.g. '--max_epoch 1'")
     p.add_argument("--dry_run", action="store_true", help="print the commands only")
     return p
 
@@ -212,7 +214,8 @@ def main(argv=None) -> Dict:
         overrides = [x for k, v in setting.items() for x in ("--model_conf", f"{k}={_fmt_value(v)}")]
         cmd = ["./run.sh", "--stage", first, "--stop_stage", last or first,
                "--asr_config", args.config, "--asr_tag", tag,
-               "--asr_args", shlex.join(overrides + ["--seed", str(seed)]), *run_args]
+               "--asr_args", shlex.join(overrides + ["--seed", str(seed)]
+                                        + shlex.split(args.asr_args)), *run_args]
         if scores is not None:
             logging.info(f"[{i}/{len(plan)}] {tag}: scored already, skipped")
         elif args.dry_run:
@@ -238,10 +241,11 @@ def main(argv=None) -> Dict:
     summary = dict(name=name, config=args.config, grid=grid, seeds=args.seeds,
                    sets=args.sets, metric=metric, runs=runs)
     (out / "sweep.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    over = ", ".join(f"{k} in {{{', '.join(map(_fmt_value, v))}}}" for k, v in grid.items())
     body = (
-        f"### Sweep `{name}`: {metric} (%) of `{args.config}` over "
-        + ", ".join(f"{k} in {{{', '.join(map(_fmt_value, v))}}}" for k, v in grid.items())
-        + f", seeds {' '.join(map(str, args.seeds))}\n\n"
+        f"### Sweep `{name}`: {metric} (%) of `{args.config}`"
+        + (f" over {over}," if over else "")
+        + f" seeds {' '.join(map(str, args.seeds))}\n\n"
         + f"Command: `python -m espnet_otreg.bin.sweep {shlex.join(sys.argv[1:] if argv is None else argv)}`"
         + "; sd over seeds (n-1), '-' with one seed.\n\n"
         + table(grid, runs, args.sets, metric)

@@ -137,8 +137,9 @@ def make(args) -> None:
         ("dev", VOICES["dev"], args.eval_utts_per_voice),
         ("test", VOICES["test"], args.eval_utts_per_voice))}
     need = sum(n_utts.values())
-    if len(usable) < need + 1000:
-        raise SystemExit(f"only {len(usable)} usable sentences for {need} utterances + teacher text")
+    if len(usable) < need + args.min_teacher_sentences:
+        raise SystemExit(f"only {len(usable)} usable sentences for {need} utterances and "
+                         f"{args.min_teacher_sentences} teacher sentences")
     corpus, teacher = usable[:need], usable[need:]
 
     jobs, transcript, spk_of = [], [], {}
@@ -205,6 +206,7 @@ def main(argv=None) -> None:
     p.add_argument("--max_chars", type=int, default=16)
     p.add_argument("--train_utts_per_voice", type=int, default=350)
     p.add_argument("--eval_utts_per_voice", type=int, default=100)
+    p.add_argument("--min_teacher_sentences", type=int, default=1000)
     p.add_argument("--missing_audio", type=int, default=3,
                    help="transcript lines without audio (an AISHELL quirk)")
     p.add_argument("--snr_low", type=float, default=20.0)
