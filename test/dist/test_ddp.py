@@ -1,0 +1,196 @@
+"""DDP on CPU: ``torchrun --nproc_per_node 2`` (gloo, ``--ngpu 0``) through the training
+CLIs the recipes use, GM-OT with the mini recipe config and cached teacher features, the
+SLM with the mini phase-2 config. Checked for each:
+
+- both ranks finish; what rank 0 saved (``Nepoch.pth``, ``checkpoint.pth``) is exactly
+  what every rank holds at the end;
+- every trainable parameter gets a gradient at every step on every rank, so DDP runs
+  with ``find_unused_parameters=False`` (ESPnet's default ``--unused_parameters false``);
+  for the SLM this includes a batch in which every utterance of rank 1 is skipped;
+- ``--resume true`` continues the epoch count (epoch 3 after 2, nothing retrained).
+
+Each torchrun costs ~30-60 s of CPU on two processes; four of them run here.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from conftest import ROOT, torchrun
+
+pytestmark = pytest.mark.slow
+
+DIST = ["--ngpu", 0, "--dist_backend", "gloo", "--multiprocessing_distributed", "false",
+        "--num_workers", 0]
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
+
+def write_shapes(data, out):
+    """ESPnet's ``speech_shape`` (samples per utterance), without a collect-stats run."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for line in sorted((data / "wav.scp").read_text().splitlines()):
+        uid, path = line.split(maxsplit=1)
+        lines.append(f"{uid} {sf.info(path).frames}")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def mini_config(src, dst, **override):
+    conf = yaml.safe_load(src.read_text(encoding="utf-8"))
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(conf.get(key), dict):
+            conf[key] = {**conf[key], **value}
+        else:
+            conf[key] = value
+    dst.write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
+    return dst
+
+
+def probe(d):
+    return [json.loads((d / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def assert_ddp_run(exp, probe_dir, stderr, last_epoch, n_steps):
+    ranks = probe(probe_dir)
+    assert "0/2]" in stderr, "rank 0 did not log as rank 0 of 2: not a distributed run"
+    for r in ranks:
+        assert r["world_size"] == 2
+        assert len(r["steps"]) == n_steps, (r["rank"], len(r["steps"]))
+        for i, step in enumerate(r["steps"]):
+            assert step["n_params"] == len(r["trainable"])
+            assert step["no_grad"] == [], f"rank {r['rank']} step {i}: no gradient for {step['no_grad'][:5]}"
+    saved = torch.load(exp / f"{last_epoch}epoch.pth", map_location="cpu")
+    ckpt = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert ckpt["reporter"]["epoch"] == last_epoch
+    for r in (0, 1):
+        held = torch.load(probe_dir / f"rank{r}.pth", map_location="cpu")
+        assert set(held) == set(saved) == set(ckpt["model"])
+        for k in saved:
+            assert torch.equal(held[k], saved[k]), f"rank {r}: {k} differs from {last_epoch}epoch.pth"
+            assert torch.equal(held[k], ckpt["model"][k]), k
+    return ranks
+
+
+def assert_resumed(exp, probe_dir, stderr, steps_per_epoch):
+    assert "3epoch results" in stderr
+    assert "1epoch results" not in stderr and "2epoch results" not in stderr
+    assert_ddp_run(exp, probe_dir, stderr, 3, steps_per_epoch)
+
+
+# ---------------------------------------------------------------------------- GM-OT
+@pytest.fixture(scope="module")
+def gmot_setup(tmp_path_factory):
+    import kaldiio
+    from gmot_fixtures import CHARS, TEACHER_DIM, TOKENS, write_data_dir
+
+    tmp = tmp_path_factory.mktemp("ddp_gmot")
+    utts = {f"utt{i:02d}": "".join(CHARS[(i + k) % len(CHARS)] for k in range(2 + i % 3))
+            for i in range(8)}
+    data = write_data_dir(tmp / "data", utts)
+    (tmp / "tokens.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
+    # cached teacher features, as dump_teacher writes them (random: DDP is under test)
+    rng = np.random.default_rng(0)
+    (tmp / "teacher").mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{tmp}/teacher/feats.ark,{tmp}/teacher/feats.scp") as w:
+        for uid, text in sorted(utts.items()):
+            w(uid, rng.standard_normal((len(text), TEACHER_DIM)).astype("float32"))
+    config = mini_config(
+        ROOT / "egs2/aishell_gmot/asr1/conf/mini/train_asr_gmot.yaml", tmp / "train.yaml",
+        model_conf=dict(teacher=str(tmp / "bert"), teacher_dim=TEACHER_DIM),
+        batch_size=4, max_epoch=2, keep_nbest_models=1, use_tensorboard=TENSORBOARD,
+    )
+    shapes = write_shapes(data, tmp / "shapes/speech_shape")
+    args = [*DIST, "--config", config, "--use_preprocessor", "true", "--token_type", "char",
+            "--token_list", tmp / "tokens.txt", "--non_linguistic_symbols", "none",
+            "--cleaner", "none", "--g2p", "none", "--fold_length", 80000,
+            "--train_shape_file", shapes, "--valid_shape_file", shapes,
+            "--output_dir", tmp / "exp"]
+    for split in ("train", "valid"):
+        args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+                 f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+                 f"--{split}_data_path_and_name_and_type",
+                 f"{tmp}/teacher/feats.scp,teacher_feats,kaldi_ark"]
+    r = torchrun(tmp / "probe1", "espnet_otreg.bin.asr_train", args, cwd=tmp)
+    return tmp, args, r.stderr
+
+
+def test_gmot_ddp_two_ranks(gmot_setup):
+    tmp, _, stderr = gmot_setup
+    # 8 utterances, batch 4 split over 2 ranks: 2 steps an epoch, 2 epochs
+    ranks = assert_ddp_run(tmp / "exp", tmp / "probe1", stderr, 2, 4)
+    assert any(n.startswith("adapter.") for n in ranks[0]["trainable"])
+    assert any(n.startswith("fusion.") for n in ranks[0]["trainable"])
+    # the ranks saw disjoint halves of every batch
+    seen = [{u for f in r["forwards"] for u in f["utt_id"]} for r in ranks]
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 8
+    assert "loss_gmot" in stderr
+
+
+def test_gmot_ddp_resume(gmot_setup):
+    tmp, args, _ = gmot_setup
+    r = torchrun(tmp / "probe2", "espnet_otreg.bin.asr_train",
+                 args + ["--resume", "true", "--max_epoch", 3], cwd=tmp)
+    assert_resumed(tmp / "exp", tmp / "probe2", r.stderr, 2)
+
+
+# ---------------------------------------------------------------------------- SLM
+@pytest.fixture(scope="module")
+def slm_setup(tmp_path_factory):
+    from slm_helpers import build_tiny_dirs, write_data_dir
+
+    tmp = tmp_path_factory.mktemp("ddp_slm")
+    llm, whisper = build_tiny_dirs(tmp / "models")
+    data = write_data_dir(tmp / "data", n_utts=8)
+    shapes = write_shapes(data, tmp / "shapes/speech_shape")
+    # batch_type unsorted (the mini config's): batches follow the shape file, 4 a
+    # batch, utterances 1 and 3 of a batch go to rank 1 (ESPnet shards batch[rank::2]).
+    # Empty transcripts there: in the first batch every utterance of rank 1 is skipped.
+    uids = [ln.split()[0] for ln in shapes.read_text().splitlines()]
+    skipped = {uids[1], uids[3]}
+    text = []
+    for ln in (data / "text").read_text().splitlines():
+        uid = ln.split(maxsplit=1)[0]
+        text.append(uid if uid in skipped else ln)
+    (data / "text").write_text("\n".join(text) + "\n")
+    config = mini_config(
+        ROOT / "egs2/fleurs_otreg/asr1/conf/mini/train_slm_otreg.yaml", tmp / "train.yaml",
+        encoder_conf=dict(model_name_or_path=str(whisper)),
+        llm_conf=dict(model_name_or_path=str(llm)),
+        batch_size=4, max_epoch=2, keep_nbest_models=1, use_tensorboard=TENSORBOARD,
+    )
+    args = [*DIST, "--config", config, "--train_shape_file", shapes,
+            "--valid_shape_file", shapes, "--output_dir", tmp / "exp"]
+    for split in ("train", "valid"):
+        args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+                 f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+                 f"--{split}_data_path_and_name_and_type", f"{data}/utt2lang,lang,text"]
+    r = torchrun(tmp / "probe1", "espnet_otreg.bin.slm_train", args, cwd=tmp)
+    return tmp, args, r.stderr, skipped
+
+
+def test_slm_ddp_two_ranks_with_an_all_skipped_rank(slm_setup):
+    tmp, _, stderr, skipped = slm_setup
+    ranks = assert_ddp_run(tmp / "exp", tmp / "probe1", stderr, 2, 4)
+    # the batch of rank 1 with nothing to learn from ran (once an epoch), and rank 0's
+    # half of that batch trained normally at the same step
+    all_skipped = [f for f in ranks[1]["forwards"]
+                   if set(f["utt_id"]) == skipped and f["skipped"]["skip_empty"] == 2]
+    assert len(all_skipped) == 2, ranks[1]["forwards"]
+    assert all(f["skipped"]["skip_empty"] == 0 for f in ranks[0]["forwards"])
+    trainable = ranks[0]["trainable"]
+    assert any(n.startswith("llm.") for n in trainable)
+    assert any(n.startswith("projector.") for n in trainable)
+    assert any(n.startswith("encoder.") for n in trainable)
+    assert "loss_ot" in stderr
+
+
+def test_slm_ddp_resume(slm_setup):
+    tmp, args, _, _ = slm_setup
+    r = torchrun(tmp / "probe2", "espnet_otreg.bin.slm_train",
+                 args + ["--resume", "true", "--max_epoch", 3], cwd=tmp)
+    assert_resumed(tmp / "exp", tmp / "probe2", r.stderr, 2)
