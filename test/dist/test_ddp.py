@@ -12,44 +12,13 @@ SLM with the mini phase-2 config. Checked for each:
 Each torchrun costs ~30-60 s of CPU on two processes; four of them run here.
 """
 
-import importlib.util
 import json
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-import yaml
-from conftest import ROOT, torchrun
+from dist_helpers import DIST, ROOT, TENSORBOARD, gmot_train_args, mini_config, torchrun, write_shapes
 
 pytestmark = pytest.mark.slow
-
-DIST = ["--ngpu", 0, "--dist_backend", "gloo", "--multiprocessing_distributed", "false",
-        "--num_workers", 0]
-TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
-
-
-def write_shapes(data, out):
-    """ESPnet's ``speech_shape`` (samples per utterance), without a collect-stats run."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for line in sorted((data / "wav.scp").read_text().splitlines()):
-        uid, path = line.split(maxsplit=1)
-        lines.append(f"{uid} {sf.info(path).frames}")
-    out.write_text("\n".join(lines) + "\n")
-    return out
-
-
-def mini_config(src, dst, **override):
-    conf = yaml.safe_load(src.read_text(encoding="utf-8"))
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(conf.get(key), dict):
-            conf[key] = {**conf[key], **value}
-        else:
-            conf[key] = value
-    dst.write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
-    return dst
-
 
 def probe(d):
     return [json.loads((d / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -85,38 +54,10 @@ def assert_resumed(exp, probe_dir, stderr, steps_per_epoch):
 # ---------------------------------------------------------------------------- GM-OT
 @pytest.fixture(scope="module")
 def gmot_setup(tmp_path_factory):
-    import kaldiio
-    from gmot_fixtures import CHARS, TEACHER_DIM, TOKENS, write_data_dir
-
     tmp = tmp_path_factory.mktemp("ddp_gmot")
-    utts = {f"utt{i:02d}": "".join(CHARS[(i + k) % len(CHARS)] for k in range(2 + i % 3))
-            for i in range(8)}
-    data = write_data_dir(tmp / "data", utts)
-    (tmp / "tokens.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
-    # cached teacher features, as dump_teacher writes them (random: DDP is under test)
-    rng = np.random.default_rng(0)
-    (tmp / "teacher").mkdir()
-    with kaldiio.WriteHelper(f"ark,scp:{tmp}/teacher/feats.ark,{tmp}/teacher/feats.scp") as w:
-        for uid, text in sorted(utts.items()):
-            w(uid, rng.standard_normal((len(text), TEACHER_DIM)).astype("float32"))
-    config = mini_config(
-        ROOT / "egs2/aishell_gmot/asr1/conf/mini/train_asr_gmot.yaml", tmp / "train.yaml",
-        model_conf=dict(teacher=str(tmp / "bert"), teacher_dim=TEACHER_DIM),
-        batch_size=4, max_epoch=2, keep_nbest_models=1, use_tensorboard=TENSORBOARD,
-    )
-    shapes = write_shapes(data, tmp / "shapes/speech_shape")
-    args = [*DIST, "--config", config, "--use_preprocessor", "true", "--token_type", "char",
-            "--token_list", tmp / "tokens.txt", "--non_linguistic_symbols", "none",
-            "--cleaner", "none", "--g2p", "none", "--fold_length", 80000,
-            "--train_shape_file", shapes, "--valid_shape_file", shapes,
-            "--output_dir", tmp / "exp"]
-    for split in ("train", "valid"):
-        args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-                 f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
-                 f"--{split}_data_path_and_name_and_type",
-                 f"{tmp}/teacher/feats.scp,teacher_feats,kaldi_ark"]
-    r = torchrun(tmp / "probe1", "espnet_otreg.bin.asr_train", args, cwd=tmp)
-    return tmp, args, r.stderr
+    args = gmot_train_args(tmp, max_epoch=2)
+    r = torchrun(tmp / "probe1", "espnet_otreg.bin.asr_train", [*DIST, *args], cwd=tmp)
+    return tmp, [*DIST, *args], r.stderr
 
 
 def test_gmot_ddp_two_ranks(gmot_setup):
