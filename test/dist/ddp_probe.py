@@ -5,8 +5,8 @@
 ``MODULE`` is a training entry point (``espnet_otreg.bin.asr_train``, ``..slm_train``);
 its ``main`` runs unchanged. The probe only observes, through public hooks:
 
-- every ``optimizer.step()`` (a global pre-hook): the trainable parameters that got no
-  gradient in that step, by name (ESPnet zeroes gradients with ``set_to_none``, so a
+- every ``optimizer.step()`` (a global pre-hook): how many trainable parameters the
+  optimiser holds, and those that got no gradient in that step, by name (ESPnet zeroes gradients with ``set_to_none``, so a
   ``None`` gradient means "not in this step's backward pass");
 - every forward of the model (a forward hook): the utterance ids and the batch's
   ``skip_*`` counts;
@@ -64,7 +64,8 @@ def main():
     task.build_model = classmethod(build_model)
 
     def before_step(optimizer, args, kwargs):
-        params = [p for g in optimizer.param_groups for p in g["params"]]
+        # ESPnet hands the optimiser every parameter; frozen ones never get a gradient
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         steps.append(dict(
             n_params=len(params),
             no_grad=sorted(box["names"].get(id(p), "?") for p in params if p.grad is None),

@@ -80,11 +80,11 @@ def test_gmot_ddp_resume(gmot_setup):
 
 
 # ---------------------------------------------------------------------------- SLM
-@pytest.fixture(scope="module")
-def slm_setup(tmp_path_factory):
+def slm_train_args(tmp, **override):
+    """Tiny models, 8 utterances, the mini phase-2 config (+ ``override``); returns the
+    training arguments and the utterances whose transcripts were emptied."""
     from slm_helpers import build_tiny_dirs, write_data_dir
 
-    tmp = tmp_path_factory.mktemp("ddp_slm")
     llm, whisper = build_tiny_dirs(tmp / "models")
     data = write_data_dir(tmp / "data", n_utts=8)
     shapes = write_shapes(data, tmp / "shapes/speech_shape")
@@ -98,11 +98,12 @@ def slm_setup(tmp_path_factory):
         uid = ln.split(maxsplit=1)[0]
         text.append(uid if uid in skipped else ln)
     (data / "text").write_text("\n".join(text) + "\n")
+    llm_conf = dict(model_name_or_path=str(llm), **override.pop("llm_conf", {}))
     config = mini_config(
         ROOT / "egs2/fleurs_otreg/asr1/conf/mini/train_slm_otreg.yaml", tmp / "train.yaml",
-        encoder_conf=dict(model_name_or_path=str(whisper)),
-        llm_conf=dict(model_name_or_path=str(llm)),
-        batch_size=4, max_epoch=2, keep_nbest_models=1, use_tensorboard=TENSORBOARD,
+        **{**dict(encoder_conf=dict(model_name_or_path=str(whisper)), llm_conf=llm_conf,
+                  batch_size=4, max_epoch=2, keep_nbest_models=1,
+                  use_tensorboard=TENSORBOARD), **override},
     )
     args = [*DIST, "--config", config, "--train_shape_file", shapes,
             "--valid_shape_file", shapes, "--output_dir", tmp / "exp"]
@@ -110,6 +111,22 @@ def slm_setup(tmp_path_factory):
         args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
                  f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
                  f"--{split}_data_path_and_name_and_type", f"{data}/utt2lang,lang,text"]
+    return args, skipped
+
+
+def assert_rank1_all_skipped(ranks, skipped, epochs):
+    """Rank 1's batch with nothing to learn from ran once an epoch, while rank 0's half
+    of the same batch trained normally."""
+    all_skipped = [f for f in ranks[1]["forwards"]
+                   if set(f["utt_id"]) == skipped and f["skipped"]["skip_empty"] == 2]
+    assert len(all_skipped) == epochs, ranks[1]["forwards"]
+    assert all(f["skipped"]["skip_empty"] == 0 for f in ranks[0]["forwards"])
+
+
+@pytest.fixture(scope="module")
+def slm_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp_slm")
+    args, skipped = slm_train_args(tmp)
     r = torchrun(tmp / "probe1", "espnet_otreg.bin.slm_train", args, cwd=tmp)
     return tmp, args, r.stderr, skipped
 
@@ -117,17 +134,28 @@ def slm_setup(tmp_path_factory):
 def test_slm_ddp_two_ranks_with_an_all_skipped_rank(slm_setup):
     tmp, _, stderr, skipped = slm_setup
     ranks = assert_ddp_run(tmp / "exp", tmp / "probe1", stderr, 2, 4)
-    # the batch of rank 1 with nothing to learn from ran (once an epoch), and rank 0's
-    # half of that batch trained normally at the same step
-    all_skipped = [f for f in ranks[1]["forwards"]
-                   if set(f["utt_id"]) == skipped and f["skipped"]["skip_empty"] == 2]
-    assert len(all_skipped) == 2, ranks[1]["forwards"]
-    assert all(f["skipped"]["skip_empty"] == 0 for f in ranks[0]["forwards"])
+    assert_rank1_all_skipped(ranks, skipped, 2)
     trainable = ranks[0]["trainable"]
     assert any(n.startswith("llm.") for n in trainable)
     assert any(n.startswith("projector.") for n in trainable)
     assert any(n.startswith("encoder.") for n in trainable)
     assert "loss_ot" in stderr
+
+
+def test_slm_ddp_frozen_llm_with_lora(tmp_path):
+    """The full recipe's set-up: frozen LLM and encoder, LoRA + projector trainable."""
+    pytest.importorskip("peft")
+    args, skipped = slm_train_args(
+        tmp_path, llm_conf=dict(freeze=True, lora=dict(r=2, lora_alpha=4)),
+        model_conf=dict(phase=2, lambda_ot=0.3, ot_cost="cosine", freeze_encoder=True),
+        max_epoch=1,
+    )
+    r = torchrun(tmp_path / "probe", "espnet_otreg.bin.slm_train", args, cwd=tmp_path)
+    ranks = assert_ddp_run(tmp_path / "exp", tmp_path / "probe", r.stderr, 1, 2)
+    assert_rank1_all_skipped(ranks, skipped, 1)
+    trainable = ranks[0]["trainable"]
+    assert all(n.startswith("projector.") or ".lora_" in n for n in trainable)
+    assert any(".lora_" in n for n in trainable)
 
 
 def test_slm_ddp_resume(slm_setup):

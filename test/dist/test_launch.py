@@ -3,8 +3,7 @@
 import subprocess
 import sys
 
-import pytest
-from dist_helpers import ROOT, child_env
+from dist_helpers import child_env
 
 WRITE = ("import os, sys; j = sys.argv[1]; open(f'out.{j}', 'w').write(j); "
          "print('job', j, 'array task', os.environ.get('SLURM_ARRAY_TASK_ID')); "
