@@ -52,7 +52,23 @@ takes it. Interrupting the launcher (Ctrl-C) cancels a submitted Slurm job.
 Intended recipe integration (the shared stage library's job runner): ``--cmd local``
 stays the default; ``--cmd slurm`` plus the Slurm options of ``run.sh`` are passed to
 this entry point for stage 10 (collect stats, ``--nj``), stage 11 (``--train``,
-``--num_nodes``, ``--gpus`` = ``--ngpu``) and stage 12 (decoding, ``--nj``).
+``--num_nodes``, ``--gpus`` = ``--ngpu``) and stage 12 (decoding, ``--nj``), e.g.::
+
+    # run.sh options: --cmd local|slurm --slurm_opts "--partition gpu --time 1-00:00:00"
+    run_jobs() {   # run_jobs NJ LOG command...   (JOB in LOG and command)
+        local nj=$1 log=$2; shift 2
+        python -m espnet_otreg.bin.launch --cmd "${cmd}" ${slurm_opts} \
+            --nj "${nj}" --log "${log}" -- "$@"
+    }
+    run_train() {  # run_train LOG command...     (stage 11)
+        local log=$1; shift
+        python -m espnet_otreg.bin.launch --cmd "${cmd}" ${slurm_opts} --train \
+            --num_nodes "${num_nodes}" --gpus "${ngpu}" --log "${log}" -- "$@"
+    }
+
+With ``--cmd local`` the training command keeps its own ``--ngpu N
+--multiprocessing_distributed true``; with ``--cmd slurm`` those are overridden as
+described above. Tested against a real single-node Slurm: ``test/dist/test_slurm.py``.
 """
 
 from __future__ import annotations

@@ -163,3 +163,25 @@ def test_slm_ddp_resume(slm_setup):
     r = torchrun(tmp / "probe2", "espnet_otreg.bin.slm_train",
                  args + ["--resume", "true", "--max_epoch", 3], cwd=tmp)
     assert_resumed(tmp / "exp", tmp / "probe2", r.stderr, 2)
+
+
+def test_gmot_batch_without_any_coupling_keeps_every_parameter_in_the_graph(tmp_path):
+    """GM-OT's counterpart of the all-skipped SLM batch, in one process: a rank whose
+    batch has no teacher token (nothing to couple) still gives every trainable
+    parameter (adapter, fusion, fused CTC included) a finite gradient, and the same
+    stat keys, so DDP needs no find_unused_parameters."""
+    from gmot_fixtures import batch, build_model, tiny_config
+
+    model = build_model(tiny_config(tmp_path))
+    full = batch()
+    _, stats_full, _ = model(**full)
+    empty = batch()
+    empty["text"][:] = -1
+    empty["text_lengths"][:] = 0
+    empty["teacher_feats_lengths"][:] = 0
+    loss, stats, _ = model(**empty)
+    assert set(stats) == set(stats_full) and float(stats["n_skipped_gmot"]) == 3
+    loss.sum().backward()
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), n
