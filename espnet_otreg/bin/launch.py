@@ -76,6 +76,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -266,6 +267,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.dry_run:
         print(shlex.join(submit))
         return 0
+    if shutil.which("sbatch") is None:
+        _log("--cmd slurm needs Slurm's sbatch on PATH (not found); use --cmd local here")
+        return 1
     _log(shlex.join(submit))
     start = time.time()
     with open(qdir / f"{name}.sbatch.err", "w+") as err:

@@ -78,3 +78,11 @@ def test_slurm_dry_run_training(tmp_path):
     for part in ("--ngpu 1", "--multiprocessing_distributed false", "--dist_launcher slurm",
                  "--dist_backend nccl", '--dist_rank "$SLURM_PROCID"', "MASTER_PORT"):
         assert part in script, part
+
+
+def test_slurm_without_sbatch_says_so(tmp_path):
+    env = child_env(PATH=str(tmp_path / "nothing"))
+    r = subprocess.run([sys.executable, "-m", "espnet_otreg.bin.launch",
+                        "--cmd", "slurm", "--log", "x.log", "--", "true"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "needs Slurm's sbatch" in r.stderr
