@@ -86,9 +86,10 @@ def mini_config(src, dst, **override):
     return dst
 
 
-def gmot_train_args(tmp, max_epoch=2):
+def gmot_train_args(tmp, max_epoch=2, shapes=True):
     """Data (8 utterances, cached teacher features) and ``asr_train`` arguments for the
-    mini recipe's GM-OT config, batch 4: what a recipe's stage 11 passes, minus --ngpu."""
+    mini recipe's GM-OT config, batch 4: what a recipe's stage 11 passes, minus --ngpu
+    (and minus the shape files with ``shapes=False``)."""
     import kaldiio
     from gmot_fixtures import CHARS, TEACHER_DIM, TOKENS, write_data_dir
 
@@ -107,12 +108,13 @@ def gmot_train_args(tmp, max_epoch=2):
         model_conf=dict(teacher=str(tmp / "bert"), teacher_dim=TEACHER_DIM),
         batch_size=4, max_epoch=max_epoch, keep_nbest_models=1, use_tensorboard=TENSORBOARD,
     )
-    shapes = write_shapes(data, tmp / "shapes/speech_shape")
     args = ["--config", config, "--use_preprocessor", "true", "--token_type", "char",
             "--token_list", tmp / "tokens.txt", "--non_linguistic_symbols", "none",
-            "--cleaner", "none", "--g2p", "none", "--fold_length", 80000,
-            "--train_shape_file", shapes, "--valid_shape_file", shapes,
-            "--output_dir", tmp / "exp"]
+            "--cleaner", "none", "--g2p", "none"]
+    if shapes:
+        shape_file = write_shapes(data, tmp / "shapes/speech_shape")
+        args += ["--fold_length", 80000, "--train_shape_file", shape_file,
+                 "--valid_shape_file", shape_file, "--output_dir", tmp / "exp"]
     for split in ("train", "valid"):
         args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
                  f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
