@@ -228,7 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logs = [lg if lg.is_absolute() else cwd / lg for lg in logs]
     qdir = logs[0].parent / "q"
     qdir.mkdir(parents=True, exist_ok=True)
-    name = a.job_name or Path(a.log).name.replace(".JOB", "").replace("JOB", "").removesuffix(".log")
+    stem = Path(a.log).name.replace(".JOB", "").replace("JOB", "").removesuffix(".log")
+    name = a.job_name or stem
     scripts = []
     for job, log in zip(jobs, logs):
         if a.train and a.cmd == "slurm":

@@ -6,8 +6,9 @@
 its ``main`` runs unchanged. The probe only observes, through public hooks:
 
 - every ``optimizer.step()`` (a global pre-hook): how many trainable parameters the
-  optimiser holds, and those that got no gradient in that step, by name (ESPnet zeroes gradients with ``set_to_none``, so a
-  ``None`` gradient means "not in this step's backward pass");
+  optimiser holds, and those that got no gradient in that step, by name (ESPnet zeroes
+  gradients with ``set_to_none``, so a ``None`` gradient means "not in this step's
+  backward pass");
 - every forward of the model (a forward hook): the utterance ids and the batch's
   ``skip_*`` counts;
 - at the end, the rank's model ``state_dict()`` (to compare with the checkpoint rank 0

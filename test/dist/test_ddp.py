@@ -16,7 +16,9 @@ import json
 
 import pytest
 import torch
-from dist_helpers import DIST, ROOT, TENSORBOARD, gmot_train_args, mini_config, torchrun, write_shapes
+from dist_helpers import (
+    DIST, ROOT, TENSORBOARD, gmot_train_args, mini_config, torchrun, write_shapes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,8 @@ def assert_ddp_run(exp, probe_dir, stderr, last_epoch, n_steps):
         assert len(r["steps"]) == n_steps, (r["rank"], len(r["steps"]))
         for i, step in enumerate(r["steps"]):
             assert step["n_params"] == len(r["trainable"])
-            assert step["no_grad"] == [], f"rank {r['rank']} step {i}: no gradient for {step['no_grad'][:5]}"
+            assert step["no_grad"] == [], \
+                f"rank {r['rank']} step {i}: no gradient for {step['no_grad'][:5]}"
     saved = torch.load(exp / f"{last_epoch}epoch.pth", map_location="cpu")
     ckpt = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)
     assert ckpt["reporter"]["epoch"] == last_epoch
@@ -40,7 +43,8 @@ def assert_ddp_run(exp, probe_dir, stderr, last_epoch, n_steps):
         held = torch.load(probe_dir / f"rank{r}.pth", map_location="cpu")
         assert set(held) == set(saved) == set(ckpt["model"])
         for k in saved:
-            assert torch.equal(held[k], saved[k]), f"rank {r}: {k} differs from {last_epoch}epoch.pth"
+            assert torch.equal(held[k], saved[k]), \
+                f"rank {r}: {k} differs from {last_epoch}epoch.pth"
             assert torch.equal(held[k], ckpt["model"][k]), k
     return ranks
 

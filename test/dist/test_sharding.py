@@ -23,7 +23,8 @@ from espnet_otreg.tasks.slm import SLMTask
 
 pytest.importorskip("peft")
 
-ITEMS = [("utt_a", 16000, "hello world", "en_us"), ("utt_b", 9000, "the cat sat on the mat", "fr_fr")]
+ITEMS = [("utt_a", 16000, "hello world", "en_us"),
+         ("utt_b", 9000, "the cat sat on the mat", "fr_fr")]
 
 
 @pytest.fixture(scope="module")
