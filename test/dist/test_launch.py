@@ -86,3 +86,16 @@ def test_slurm_without_sbatch_says_so(tmp_path):
                         "--cmd", "slurm", "--log", "x.log", "--", "true"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "needs Slurm's sbatch" in r.stderr
+
+
+def test_a_job_without_its_end_line_counts_as_failed(tmp_path, capsys):
+    """What a job killed by Slurm (time limit, node failure) leaves: no '# Ended' line."""
+    from espnet_otreg.bin.launch import report
+
+    logs = [tmp_path / "a.1.log", tmp_path / "a.2.log", tmp_path / "a.3.log"]
+    logs[0].write_text("# cmd\nok\n# Ended (code 0) at now\n")
+    logs[1].write_text("# cmd\nstep 41\nslurmstepd: *** JOB 7 CANCELLED DUE TO TIME LIMIT ***\n")
+    assert report([1, 2, 3], logs, tail=5) == 1
+    err = capsys.readouterr().err
+    assert "job 2 failed (no '# Ended' line (killed?))" in err and "TIME LIMIT" in err
+    assert "job 3 failed" in err and "job 1 failed" not in err  # 3: no log at all
