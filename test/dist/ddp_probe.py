@@ -9,8 +9,8 @@ its ``main`` runs unchanged. The probe only observes, through public hooks:
   optimiser holds, and those that got no gradient in that step, by name (ESPnet zeroes
   gradients with ``set_to_none``, so a ``None`` gradient means "not in this step's
   backward pass");
-- every forward of the model (a forward hook): the utterance ids and the batch's
-  ``skip_*`` counts;
+- every training forward of the model (a forward hook): the utterance ids, the batch's
+  ``skip_*`` counts and the stat keys that are not None;
 - at the end, the rank's model ``state_dict()`` (to compare with the checkpoint rank 0
   saved).
 
@@ -56,7 +56,8 @@ def main():
                 utt_id=list(kwargs.get("utt_id") or []),
                 skipped={k: float(v) for k, v in stats.items()
                          if k.startswith("skip_") and v is not None},
-                none_stats=sorted(k for k, v in stats.items() if v is None),
+                # what ESPnet's trainer all-gathers, key by key, after dropping None
+                keys=sorted(k for k, v in stats.items() if v is not None),
             ))
 
         model.register_forward_hook(on_forward, with_kwargs=True)

@@ -36,6 +36,10 @@ def assert_ddp_run(exp, probe_dir, stderr, last_epoch, n_steps):
             assert step["n_params"] == len(r["trainable"])
             assert step["no_grad"] == [], \
                 f"rank {r['rank']} step {i}: no gradient for {step['no_grad'][:5]}"
+    # every step, both ranks report the same stat keys (else the all-gathers pair up
+    # wrongly and the job hangs)
+    keys = [[f["keys"] for f in r["forwards"]] for r in ranks]
+    assert keys[0] == keys[1]
     saved = torch.load(exp / f"{last_epoch}epoch.pth", map_location="cpu")
     ckpt = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)
     assert ckpt["reporter"]["epoch"] == last_epoch
