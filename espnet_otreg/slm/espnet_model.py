@@ -367,13 +367,19 @@ class ESPnetSLMModel(AbsESPnetModel):
             # Every trainable parameter in it (LoRA included): DDP expects a gradient
             # for each of them at every step.
             loss = z.sum() * 0.0 + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-            # the same keys as every other step (ESPnet's reporter needs them)
+            # The same keys as every other step, valued NaN ("no value here"), not None:
+            # under DDP ESPnet's trainer drops None stats and then all-gathers each
+            # remaining key in turn, so a rank with fewer keys pairs its collectives
+            # with the wrong keys of the other ranks and the job hangs. NaN is what
+            # ESPnet's recursive_sum averages out across ranks (nanmean), and what its
+            # reporter leaves out of the epoch's mean in a single process.
             keys = ["loss_ce", "acc"]
             if self.lambda_ot > 0 or self.ot_stats:
                 keys += ["loss_ot", "ot_entropy", "ot_cos", "ot_converged", "ot_ce_ratio"]
             if self.ctc_weight > 0:
                 keys += ["loss_ctc", "ctc_infeasible"]
-            stats.update({k: None for k in keys}, loss=loss.detach())
+            nan = torch.full((), float("nan"), device=loss.device)
+            stats.update({k: nan for k in keys}, loss=loss.detach())
             return force_gatherable((loss, stats, torch.tensor(1.0)), loss.device)
         z = z[:, : int(z_lens.max())]
         text = text[:, : int(text_lengths.max())]
