@@ -1,0 +1,154 @@
+"""Edge-cost matrices of the graphs that Gromov-Wasserstein matches, dense or banded.
+
+A graph on ``L`` nodes has edge costs ``C`` ``(B, L, L)``. With a window ``ws`` (GM-OT,
+arXiv 2505.13079) only edges with ``|i - k| <= ws`` exist, and the costs are stored as a
+band ``(B, L, 2 ws + 1)``::
+
+    band[b, i, t + ws] = C[b, i, i + t],    -ws <= t <= ws
+
+with 0 where ``i + t`` falls outside ``[0, L)``. Products with a band cost
+``O(L ws M)`` instead of ``O(L^2 M)``.
+
+FGW only needs a few products with ``C``, the same for both storages:
+``matvec(w) = C w``, ``lmul(R) = C R`` and ``rmul(P) = P C^T``. :class:`DenseGraph`
+and :class:`BandedGraph` provide them; :func:`to_band` / :func:`from_band` convert.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DenseGraph", "BandedGraph", "to_band", "from_band", "band_mask", "band_offsets"]
+
+
+def band_offsets(ws: int, L: int):
+    """``(t, lo, hi)`` for each offset ``t``: rows ``lo <= i < hi`` have ``i + t`` in range."""
+    for t in range(-ws, ws + 1):
+        lo, hi = max(0, -t), min(L, L - t)
+        if lo < hi:
+            yield t, lo, hi
+
+
+def shift(x: torch.Tensor, t: int, dim: int = 1) -> torch.Tensor:
+    """``y[..., i, ...] = x[..., i + t, ...]`` along ``dim``, 0 where ``i + t`` is out of range."""
+    L = x.shape[dim]
+    if t == 0:
+        return x
+    if abs(t) >= L:
+        return torch.zeros_like(x)
+    pad = [0, 0] * (x.dim() - 1 - dim)
+    if t > 0:
+        return F.pad(x.narrow(dim, t, L - t), pad + [0, t])
+    return F.pad(x.narrow(dim, 0, L + t), pad + [-t, 0])
+
+
+def to_band(c: torch.Tensor, ws: int) -> torch.Tensor:
+    """The band ``(B, L, 2 ws + 1)`` of a dense ``(B, L, L)`` matrix (entries outside
+    the window are dropped)."""
+    L = c.shape[-1]
+    cols = []
+    for t in range(-ws, ws + 1):
+        if abs(t) >= L:
+            cols.append(c.new_zeros(c.shape[:-1]))
+            continue
+        d = torch.diagonal(c, offset=t, dim1=1, dim2=2)  # C[i, i + t] for i in [lo, hi)
+        cols.append(F.pad(d, (max(0, -t), max(0, t))))
+    return torch.stack(cols, -1)
+
+
+def from_band(band: torch.Tensor, ws: int) -> torch.Tensor:
+    """The dense ``(B, L, L)`` matrix of a band (0 outside the window)."""
+    out = 0
+    for t, lo, hi in band_offsets(ws, band.shape[1]):
+        out = out + torch.diag_embed(band[:, lo:hi, t + ws], offset=t)
+    if not torch.is_tensor(out):  # L = 0
+        out = band.new_zeros(band.shape[0], band.shape[1], band.shape[1])
+    return out
+
+
+def band_mask(mask: torch.Tensor, ws: int) -> torch.Tensor:
+    """``(B, L, 2 ws + 1)`` 0/1: the edge ``(i, i + t)`` exists (both ends real, in range)."""
+    m = mask.float() if not mask.is_floating_point() else mask
+    return torch.stack([m * shift(m, t) for t in range(-ws, ws + 1)], -1)
+
+
+class DenseGraph:
+    """Edge costs as a full ``(B, L, L)`` matrix. With ``symmetric`` the products use
+    ``C`` for ``C^T`` (no transposed operand: faster vector-matrix products on CPU)."""
+
+    def __init__(self, c: torch.Tensor, symmetric: bool = True):
+        self.c, self.symmetric = c, symmetric
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "DenseGraph":
+        return DenseGraph(fn(self.c), self.symmetric)
+
+    def masked(self, mask: torch.Tensor) -> "DenseGraph":
+        """Zero the edges that touch a padded node (``mask`` float ``(B, L)``)."""
+        return self.map(lambda c: c * (mask[:, :, None] * mask[:, None, :]))
+
+    def t(self) -> "DenseGraph":
+        return DenseGraph(self.c.transpose(1, 2), self.symmetric)
+
+    def _ct(self):
+        return self.c if self.symmetric else self.c.transpose(1, 2)
+
+    def matvec(self, w: torch.Tensor) -> torch.Tensor:
+        """``C w`` ``(B, L)``, as the vector-matrix product ``w^T C^T`` (faster on CPU
+        than a batched matrix-vector product)."""
+        return torch.bmm(w.unsqueeze(1), self._ct()).squeeze(1)
+
+    def rmul(self, p: torch.Tensor) -> torch.Tensor:
+        """``P C^T`` for ``P`` ``(B, R, L)``."""
+        return torch.bmm(p, self._ct())
+
+    def lmul(self, r: torch.Tensor, base: Optional[torch.Tensor] = None,
+             alpha: float = 1.0) -> torch.Tensor:
+        """``C R`` for ``R`` ``(B, L, R)``; ``base + alpha C R`` with ``base`` (one fused GEMM)."""
+        if base is None:
+            return torch.bmm(self.c, r) if alpha == 1.0 else alpha * torch.bmm(self.c, r)
+        return torch.baddbmm(base, self.c, r, alpha=alpha)
+
+
+class BandedGraph:
+    """Edge costs as a band ``(B, L, 2 ws + 1)`` (module docstring); each product is
+    ``2 ws + 1`` shifted multiply-adds over the output."""
+
+    def __init__(self, band: torch.Tensor, ws: int):
+        if band.dim() != 3 or band.shape[-1] != 2 * ws + 1:
+            raise ValueError(f"a band for ws={ws} must be (B, L, {2 * ws + 1}), got {tuple(band.shape)}")
+        self.c, self.ws = band, ws
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "BandedGraph":
+        return BandedGraph(fn(self.c), self.ws)
+
+    def masked(self, mask: torch.Tensor) -> "BandedGraph":
+        return self.map(lambda c: c * band_mask(mask, self.ws))
+
+    def t(self) -> "BandedGraph":
+        """``C^T``: ``band^T[i, t + ws] = C[i + t, i] = band[i + t, ws - t]``."""
+        ws = self.ws
+        cols = [shift(self.c[:, :, ws - t], t) for t in range(-ws, ws + 1)]
+        return BandedGraph(torch.stack(cols, -1), ws)
+
+    def matvec(self, w: torch.Tensor) -> torch.Tensor:
+        """``(C w)_i = sum_t band[i, t + ws] w[i + t]``."""
+        return self.lmul(w.unsqueeze(-1)).squeeze(-1)
+
+    def lmul(self, r: torch.Tensor, base: Optional[torch.Tensor] = None,
+             alpha: float = 1.0) -> torch.Tensor:
+        """``(C R)[i, :] = sum_t band[i, t + ws] R[i + t, :]`` (``base + alpha C R``)."""
+        out = torch.zeros_like(r) if base is None else base.clone()
+        band = self.c if alpha == 1.0 else alpha * self.c
+        for t, lo, hi in band_offsets(self.ws, r.shape[1]):
+            out[:, lo:hi].addcmul_(band[:, lo:hi, t + self.ws, None], r[:, lo + t:hi + t])
+        return out
+
+    def rmul(self, p: torch.Tensor) -> torch.Tensor:
+        """``(P C^T)[:, l] = sum_t band[l, t + ws] P[:, l + t]``."""
+        out = torch.zeros_like(p)
+        for t, lo, hi in band_offsets(self.ws, p.shape[2]):
+            out[:, :, lo:hi].addcmul_(self.c[:, None, lo:hi, t + self.ws], p[:, :, lo + t:hi + t])
+        return out
