@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from espnet_otreg.ot.graphs import band_mask
+
 __all__ = ["sqeuclidean", "cosine", "temporal_prior", "structure", "compute_dtype"]
 
 _METRICS = ("cosine", "sqeuclidean", "euclidean")
@@ -157,6 +159,7 @@ def structure(
     mask: Optional[torch.Tensor] = None,
     metric: str = "cosine",
     window: Optional[int] = None,
+    banded: bool = False,
 ) -> torch.Tensor:
     """Intra-sequence distance matrix ``C_ik = d(x_i, x_k)``: a graph's edge costs.
 
@@ -167,25 +170,29 @@ def structure(
             or ``"euclidean"``.
         window: the GM-OT window ``ws``. When given, only edges with ``|i - k| <= ws``
             exist and every other entry is 0, so the matrix is the weighted adjacency
-            of a temporal graph. Gromov-Wasserstein then matches "no edge" with "no
-            edge" at no cost. The paper names ``ws`` but not how entries outside the
-            window are treated; zero (no edge) is our choice.
+            of a temporal graph. How FGW treats the absent edges is its
+            ``window_mode`` (:func:`espnet_otreg.ot.fused_gromov_wasserstein`).
+        banded: with ``window``, return only the band ``(B, L, 2 ws + 1)``,
+            ``band[b, i, t + ws] = C[b, i, i + t]`` (:mod:`espnet_otreg.ot.graphs`),
+            computed in ``O(L ws D)`` without the dense matrix.
 
     Returns:
-        ``(B, L, L)``, symmetric, zero diagonal, zero on padding.
+        ``(B, L, L)`` (or the band), symmetric, zero diagonal, zero on padding.
     """
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     if window is not None and window < 0:
         raise ValueError(f"window (ws) must be >= 0 or None, got {window}")
+    if banded:
+        if window is None:
+            raise ValueError("banded=True needs a window (ws)")
+        return _structure_band(x, mask, metric, int(window))
     if metric == "cosine":
         c = cosine(x, x, mask, mask)
     else:
         c = sqeuclidean(x, x, mask, mask)
         if metric == "euclidean":
-            # sqrt has an infinite derivative at 0: keep the diagonal exactly zero
-            # and away from the sqrt.
-            c = torch.sqrt(c.clamp_min(1e-12)) * (c > 0)
+            c = _sqrt0(c)
     eye = torch.eye(c.shape[-1], dtype=torch.bool, device=c.device)
     c = c.masked_fill(eye, 0.0)
     if window is not None:
@@ -193,3 +200,42 @@ def structure(
         far = (idx[:, None] - idx[None, :]).abs() > window
         c = c.masked_fill(far, 0.0)
     return c
+
+
+def _sqrt0(c: torch.Tensor) -> torch.Tensor:
+    # sqrt has an infinite derivative at 0: keep exact zeros zero and away from the sqrt.
+    return torch.sqrt(c.clamp_min(1e-12)) * (c > 0)
+
+
+def _structure_band(x, mask, metric, ws):
+    """The band of :func:`structure`: one row-wise dot product per offset ``t >= 0``;
+    offset ``-t`` is offset ``t`` shifted (the matrix is symmetric)."""
+    _check_features("x", x)
+    if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    dt = compute_dtype(x)
+    x = x.to(dt)
+    B, L, _ = x.shape
+    if metric == "cosine":
+        x = torch.nn.functional.normalize(x, dim=-1, eps=1e-8)
+    else:
+        sq = x.pow(2).sum(-1)
+    pos = [x.new_zeros(B, L)]  # offset 0: the diagonal
+    for t in range(1, ws + 1):
+        d = x.new_zeros(B, L)
+        if t < L:
+            dot = (x[:, : L - t] * x[:, t:]).sum(-1)  # <x_i, x_{i+t}>
+            if metric == "cosine":
+                val = (1.0 - dot).clamp(0.0, 2.0)
+            else:
+                val = (sq[:, : L - t] + sq[:, t:] - 2.0 * dot).clamp_min(0.0)
+                if metric == "euclidean":
+                    val = _sqrt0(val)
+            d = torch.nn.functional.pad(val, (0, t))
+        pos.append(d)
+    # C[i, i - t] = C[i - t, i] = pos[t][i - t]
+    neg = [torch.nn.functional.pad(p[:, : L - t], (t, 0)) if t < L else p for t, p in
+           enumerate(pos)]
+    band = torch.stack(neg[:0:-1] + pos, -1)
+    m = torch.ones(B, L, dtype=dt, device=x.device) if mask is None else mask.to(dt)
+    return band.masked_fill(band_mask(m, ws) == 0, 0.0)  # out of range, padding
