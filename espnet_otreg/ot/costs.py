@@ -76,6 +76,109 @@ def _check_pair(x, y, x_mask, y_mask):
             )
 
 
+# The two pair costs below are autograd Functions: plain autograd through their
+# expressions revisits several (B, N, M) and (B, N, D) intermediates (measured: about 12
+# times one batched product at B=32, N=500, M=100, D=1024, forward+backward). Written
+# out, forward and backward are three batched products (the floor for a cost built on
+# x y^T) plus one elementwise pass over each gradient, and only x, y and the output
+# are kept for the backward.
+
+
+def _live(c, lo, hi):
+    """Where the clamp does not hold; padding (c = 0 = lo) is not live either. At a
+    clamp bound itself the distance's gradient is 0, so dropping it changes nothing."""
+    return (c > lo) if hi is None else (c > lo) & (c < hi)
+
+
+def _masked_grad(grad, live):
+    return torch.where(live, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+
+
+class _SqEuclidean(torch.autograd.Function):
+    """``C_ij = max(|x_i|^2 + |y_j|^2 - 2 <x_i, y_j>, 0)``, 0 on padded pairs.
+
+    With ``G`` the incoming gradient where the clamp does not hold::
+
+        dx = 2 (G 1) o x - 2 G y,    dy = 2 (G^T 1) o y - 2 G^T x
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, pad):
+        # vector_norm reads x once; pow(2).sum() writes a (B, N, D) temporary first.
+        xx = torch.linalg.vector_norm(x, dim=-1).square_()
+        yy = torch.linalg.vector_norm(y, dim=-1).square_()
+        c = torch.bmm(x, y.transpose(1, 2))
+        c = c.mul_(-2.0).add_(xx[:, :, None]).add_(yy[:, None, :]).clamp_min_(0.0)
+        if pad is not None:
+            c = c.masked_fill_(pad, 0.0)
+        ctx.save_for_backward(x, y, c)
+        return c
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, c = ctx.saved_tensors
+        g = _masked_grad(grad, _live(c, 0.0, None)).mul_(-2.0)  # -2 G
+        dx = dy = None
+        # The product writes the output; one in-place pass adds the norms' part.
+        if ctx.needs_input_grad[0]:
+            dx = torch.bmm(g, y).addcmul_(x, g.sum(-1, keepdim=True), value=-1.0)
+        if ctx.needs_input_grad[1]:
+            dy = torch.bmm(g.transpose(1, 2), x).addcmul_(y, g.sum(-2).unsqueeze(-1), value=-1.0)
+        return dx, dy, None
+
+
+class _Cosine(torch.autograd.Function):
+    """``C_ij = clamp(1 - S_ij, 0, 2)``, ``S_ij = <x_i, y_j> / (n_i m_j)`` with
+    ``n_i = max(|x_i|, eps)``, 0 on padded pairs.
+
+    With ``G`` the incoming gradient where the clamp does not hold and
+    ``H_ij = G_ij / (n_i m_j)``::
+
+        dx = (G o S) 1 o x / n^2 - H y,    dy = (G o S)^T 1 o y / m^2 - H^T x
+
+    (the first term only where ``|x_i| > eps``: below, the norm is the constant eps).
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, pad, eps):
+        nx = torch.linalg.vector_norm(x, dim=-1).clamp_min_(eps)
+        ny = torch.linalg.vector_norm(y, dim=-1).clamp_min_(eps)
+        c = torch.bmm(x, y.transpose(1, 2))
+        c = c.div_(nx[:, :, None]).div_(ny[:, None, :]).neg_().add_(1.0).clamp_(0.0, 2.0)
+        if pad is not None:
+            c = c.masked_fill_(pad, 0.0)
+        ctx.eps = eps
+        ctx.save_for_backward(x, y, c, nx, ny)
+        return c
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, c, nx, ny = ctx.saved_tensors
+        g = _masked_grad(grad, _live(c, 0.0, 2.0))
+        gs = torch.addcmul(g, g, c, value=-1.0)  # G o S, S = 1 - C where live
+        h = g.div_(-nx[:, :, None]).div_(ny[:, None, :])  # -H, in g's buffer
+        dx = dy = None
+        if ctx.needs_input_grad[0]:
+            wx = torch.where(nx > ctx.eps, gs.sum(-1) / (nx * nx), torch.zeros_like(nx))
+            dx = torch.bmm(h, y).addcmul_(x, wx[:, :, None])
+        if ctx.needs_input_grad[1]:
+            wy = torch.where(ny > ctx.eps, gs.sum(-2) / (ny * ny), torch.zeros_like(ny))
+            dy = torch.bmm(h.transpose(1, 2), x).addcmul_(y, wy[:, :, None])
+        return dx, dy, None, None
+
+
+def _padding(x, y, x_mask, y_mask):
+    """``(B, N, M)`` bool, True where a pair touches padding (one pass), or None."""
+    if x_mask is None and y_mask is None:
+        return None
+    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    if x_mask is None:
+        return (~y_mask)[:, None, :].expand(B, N, M)
+    if y_mask is None:
+        return (~x_mask)[:, :, None].expand(B, N, M)
+    return (~x_mask)[:, :, None] | (~y_mask)[:, None, :]
+
+
 def sqeuclidean(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -83,6 +186,8 @@ def sqeuclidean(
     y_mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Squared Euclidean cost ``C_ij = ||x_i||^2 + ||y_j||^2 - 2 <x_i, y_j>``.
+
+    Forward and backward are three batched products in all (:class:`_SqEuclidean`).
 
     Args:
         x: ``(B, N, D)``; y: ``(B, M, D)``; masks ``(B, N)`` / ``(B, M)`` bool or None.
@@ -93,12 +198,7 @@ def sqeuclidean(
     _check_pair(x, y, x_mask, y_mask)
     dt = compute_dtype(x)
     x, y = x.to(dt), y.to(dt)
-    cost = (
-        x.pow(2).sum(-1, keepdim=True)
-        + y.pow(2).sum(-1).unsqueeze(-2)
-        - 2.0 * torch.bmm(x, y.transpose(1, 2))
-    ).clamp_min(0.0)
-    return _apply_mask(cost, x_mask, y_mask)
+    return _SqEuclidean.apply(x, y, _padding(x, y, x_mask, y_mask))
 
 
 def cosine(
@@ -110,14 +210,14 @@ def cosine(
 ) -> torch.Tensor:
     """Cosine cost ``C_ij = 1 - <x_i, y_j> / (||x_i|| ||y_j||)``, in ``[0, 2]``.
 
-    A zero vector has cosine 0 with everything (cost 1) instead of NaN.
+    A zero vector has cosine 0 with everything (cost 1) instead of NaN (norms below
+    ``eps`` count as ``eps``, as in ``torch.nn.functional.normalize``). Forward and
+    backward are three batched products in all (:class:`_Cosine`).
     """
     _check_pair(x, y, x_mask, y_mask)
     dt = compute_dtype(x)
-    xn = torch.nn.functional.normalize(x.to(dt), dim=-1, eps=eps)
-    yn = torch.nn.functional.normalize(y.to(dt), dim=-1, eps=eps)
-    cost = (1.0 - torch.bmm(xn, yn.transpose(1, 2))).clamp(0.0, 2.0)
-    return _apply_mask(cost, x_mask, y_mask)
+    x, y = x.to(dt), y.to(dt)
+    return _Cosine.apply(x, y, _padding(x, y, x_mask, y_mask), eps)
 
 
 def _positions(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
