@@ -15,16 +15,25 @@ def _rand(*shape, seed=0):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+@pytest.fixture(params=["block", "dense"])
+def band_form(request, monkeypatch):
+    """Run a test with BandedGraph's block-tridiagonal products, and with its dense
+    form (short graphs), whatever the graph size."""
+    monkeypatch.setattr(BandedGraph, "DENSE_MAX", 0 if request.param == "block" else 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("ws", [0, 1, 3, 12])
-def test_band_round_trip_and_products_match_dense(ws):
-    L, R = 7, 4
+@pytest.mark.parametrize("L,block", [(7, 16), (37, 4), (16, 16)])
+def test_band_round_trip_and_products_match_dense(ws, L, block, band_form):
+    R = 4
     dense = _rand(2, L, L)
     idx = torch.arange(L)
     dense = dense * ((idx[:, None] - idx[None, :]).abs() <= ws)
     band = to_band(dense, ws)
     assert band.shape == (2, L, 2 * ws + 1)
     torch.testing.assert_close(from_band(band, ws), dense, atol=0, rtol=0)
-    g, d = BandedGraph(band, ws), DenseGraph(dense, symmetric=False)
+    g, d = BandedGraph(band, ws, block), DenseGraph(dense, symmetric=False)
     w, P, Q = _rand(2, L, seed=1), _rand(2, R, L, seed=2), _rand(2, L, R, seed=3)
     torch.testing.assert_close(g.matvec(w), d.matvec(w), atol=1e-12, rtol=0)
     torch.testing.assert_close(g.rmul(P), d.rmul(P), atol=1e-12, rtol=0)
@@ -55,7 +64,7 @@ def _problem(window, dtype=torch.float64, seed=0, banded=False):
 @pytest.mark.parametrize("tau", [None, 0.5])
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_banded_zero_mode_gives_the_dense_plan(tau, symmetric, dtype):
+def test_banded_zero_mode_gives_the_dense_plan(tau, symmetric, dtype, band_form):
     ws = 2
     C, Cx, Cy, xm, ym = _problem(ws, dtype=dtype)
     if not symmetric:  # directed graphs, still zero outside the window
@@ -116,7 +125,7 @@ def _brute_masked_fgw(C, cx, cy, wx, wy, alpha, eps, outer, inner_tol):
 
 
 @pytest.mark.parametrize("alpha", [0.3, 1.0])
-def test_masked_mode_fgw_matches_brute_force(alpha):
+def test_masked_mode_fgw_matches_brute_force(alpha, band_form):
     ws = 1
     C, Cx, Cy, xm, ym = _problem(ws, banded=True, seed=2)
     res = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, alpha=alpha, epsilon=0.1, max_iter=8,
@@ -147,7 +156,7 @@ def test_masked_differs_from_zero_and_both_are_safe():
 
 @pytest.mark.parametrize("window_mode", ["zero", "masked"])
 @pytest.mark.parametrize("tau", [None, 0.7])
-def test_banded_autodiff_gradcheck(window_mode, tau):
+def test_banded_autodiff_gradcheck(window_mode, tau, band_form):
     ws = 1
     xm, ym = lengths_to_mask([4, 3], 4), lengths_to_mask([3, 2], 3)
     C = _rand(2, 4, 3, seed=1)
