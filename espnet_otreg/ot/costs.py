@@ -107,8 +107,9 @@ class _SqEuclidean(torch.autograd.Function):
         # vector_norm reads x once; pow(2).sum() writes a (B, N, D) temporary first.
         xx = torch.linalg.vector_norm(x, dim=-1).square_()
         yy = torch.linalg.vector_norm(y, dim=-1).square_()
-        c = torch.bmm(x, y.transpose(1, 2))
-        c = c.mul_(-2.0).add_(xx[:, :, None]).add_(yy[:, None, :]).clamp_min_(0.0)
+        # (|x_i|^2 + |y_j|^2) first: C stays exactly symmetric for y = x.
+        c = torch.add(xx[:, :, None], yy[:, None, :])
+        c = c.sub_(torch.bmm(x, y.transpose(1, 2)), alpha=2.0).clamp_min_(0.0)
         if pad is not None:
             c = c.masked_fill_(pad, 0.0)
         ctx.save_for_backward(x, y, c)
@@ -143,8 +144,10 @@ class _Cosine(torch.autograd.Function):
     def forward(ctx, x, y, pad, eps):
         nx = torch.linalg.vector_norm(x, dim=-1).clamp_min_(eps)
         ny = torch.linalg.vector_norm(y, dim=-1).clamp_min_(eps)
-        c = torch.bmm(x, y.transpose(1, 2))
-        c = c.div_(nx[:, :, None]).div_(ny[:, None, :]).neg_().add_(1.0).clamp_(0.0, 2.0)
+        # One outer product of the inverse norms: C stays exactly symmetric for y = x
+        # (two divisions in turn round differently for C_ij and C_ji).
+        inv = (1.0 / nx)[:, :, None] * (1.0 / ny)[:, None, :]
+        c = torch.bmm(x, y.transpose(1, 2)).mul_(inv).neg_().add_(1.0).clamp_(0.0, 2.0)
         if pad is not None:
             c = c.masked_fill_(pad, 0.0)
         ctx.eps = eps
@@ -156,7 +159,7 @@ class _Cosine(torch.autograd.Function):
         x, y, c, nx, ny = ctx.saved_tensors
         g = _masked_grad(grad, _live(c, 0.0, 2.0))
         gs = torch.addcmul(g, g, c, value=-1.0)  # G o S, S = 1 - C where live
-        h = g.div_(-nx[:, :, None]).div_(ny[:, None, :])  # -H, in g's buffer
+        h = g.mul_((-1.0 / nx)[:, :, None] * (1.0 / ny)[:, None, :])  # -H, in g's buffer
         dx = dy = None
         if ctx.needs_input_grad[0]:
             wx = torch.where(nx > ctx.eps, gs.sum(-1) / (nx * nx), torch.zeros_like(nx))
