@@ -60,13 +60,12 @@ def to_band(c: torch.Tensor, ws: int) -> torch.Tensor:
 
 
 def from_band(band: torch.Tensor, ws: int) -> torch.Tensor:
-    """The dense ``(B, L, L)`` matrix of a band (0 outside the window)."""
-    out = 0
-    for t, lo, hi in band_offsets(ws, band.shape[1]):
-        out = out + torch.diag_embed(band[:, lo:hi, t + ws], offset=t)
-    if not torch.is_tensor(out):  # L = 0
-        out = band.new_zeros(band.shape[0], band.shape[1], band.shape[1])
-    return out
+    """The dense ``(B, L, L)`` matrix of a band (0 outside the window), one gather."""
+    B, L, W = band.shape
+    i = torch.arange(L, device=band.device)
+    off = i[None, :] - i[:, None]  # k - i
+    idx = torch.where(off.abs() <= ws, off + ws, torch.full_like(off, W))  # W: a zero column
+    return torch.gather(F.pad(band, (0, 1)), 2, idx.expand(B, L, L))
 
 
 def band_mask(mask: torch.Tensor, ws: int) -> torch.Tensor:

@@ -42,7 +42,6 @@ import torch
 
 from espnet_otreg.ot import problem as _problem
 from espnet_otreg.ot.kernel import SAFE_MAX, SAFE_MIN, Kernel, solve_mode
-from espnet_otreg.ot.problem import Problem
 
 __all__ = ["sinkhorn", "OTResult", "solve"]
 
@@ -158,12 +157,13 @@ def _log_step(k: Kernel, u, v):
     return u_new, k.update_v(u_new), k.error(u, u_new, lse)
 
 
-def _repair(k: Kernel, u, v, ok):
-    """Pairs whose last scaling segment was undone (``ok`` False) hold potentials from
-    before it, possibly for another kernel (a warm start): give them one log-domain
-    step on this kernel."""
+def _repaired(k: Kernel, u, v, ok):
+    """``(u, v, plan)`` after a fold: pairs whose last scaling segment was undone
+    (``ok`` False) hold potentials from before it, possibly for another kernel (a warm
+    start), and get one log-domain step on this kernel."""
     u2, v2, _ = _log_step(k, u, v)
-    return torch.where(ok[:, None], u, u2), torch.where(ok[:, None], v, v2)
+    u, v = torch.where(ok[:, None], u, u2), torch.where(ok[:, None], v, v2)
+    return u, v, k.plan(u, v)
 
 
 def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_every,
@@ -208,7 +208,7 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_e
                 u, v, ok = E.fold(s_u, s_v, check=True)
                 progress.record(it, torch.where(ok, error, log_error))
                 if it >= max_iter:
-                    return progress.result(*_repair_plan(k, u, v, ok))
+                    return progress.result(*_repaired(k, u, v, ok))
                 need_log = True
                 break
             progress.record(it, error)
@@ -227,14 +227,9 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_e
                 u, v, ok = E.fold(s_u, s_v, check=True)
                 progress.error = torch.where(ok, error, log_error)
                 if all_converged or it >= max_iter:
-                    return progress.result(*_repair_plan(k, u, v, ok))
+                    return progress.result(*_repaired(k, u, v, ok))
                 need_log = True
                 break
-
-
-def _repair_plan(k: Kernel, u, v, ok):
-    u, v = _repair(k, u, v, ok)
-    return u, v, k.plan(u, v)
 
 
 def regulariser(k: Kernel, u, v, plan, epsilon: float, tau: Optional[float]) -> torch.Tensor:
