@@ -81,7 +81,8 @@ class DenseGraph:
     def __init__(self, c: torch.Tensor, symmetric: bool = True):
         self.c, self.symmetric = c, symmetric
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "DenseGraph":
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor], elementwise: bool = False) -> "DenseGraph":
+        """``fn`` applied to the matrix (``elementwise``: ``fn(0) = 0`` entrywise)."""
         return DenseGraph(fn(self.c), self.symmetric)
 
     def masked(self, mask: torch.Tensor) -> "DenseGraph":
@@ -112,7 +113,8 @@ class DenseGraph:
 
 
 class BandedGraph:
-    """Edge costs as a band ``(B, L, 2 ws + 1)`` (module docstring).
+    """Edge costs as a band ``(B, L, 2 ws + 1)`` (module docstring). ``symmetric``
+    lets the dense form of a short graph use ``C`` for ``C^T`` (as :class:`DenseGraph`).
 
     Products go through the block-tridiagonal form of the matrix: with blocks of
     ``s >= ws`` rows, row block ``J`` only meets column blocks ``J - 1, J, J + 1``, so
@@ -126,21 +128,26 @@ class BandedGraph:
     # 2-core CPU: crossover near L = 300 at ws = 5); the dense matrix is built once.
     DENSE_MAX = 256
 
-    def __init__(self, band: torch.Tensor, ws: int, block: int = 16):
+    def __init__(self, band: torch.Tensor, ws: int, block: int = 16, symmetric: bool = False):
         if band.dim() != 3 or band.shape[-1] != 2 * ws + 1:
             raise ValueError(f"a band for ws={ws} must be (B, L, {2 * ws + 1}), got {tuple(band.shape)}")
-        self.c, self.ws = band, ws
+        self.c, self.ws, self.symmetric = band, ws, symmetric
         self.s = max(ws, 1, min(block, band.shape[1]))
         self._blocks = self._dense = None
 
     def dense(self) -> Optional[DenseGraph]:
         """The dense form when ``L <= DENSE_MAX`` (built once), else None."""
         if self._dense is None and self.c.shape[1] <= self.DENSE_MAX:
-            self._dense = DenseGraph(from_band(self.c, self.ws), symmetric=False)
+            self._dense = DenseGraph(from_band(self.c, self.ws), self.symmetric)
         return self._dense
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "BandedGraph":
-        return BandedGraph(fn(self.c), self.ws, self.s)
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor], elementwise: bool = False) -> "BandedGraph":
+        """``fn`` applied to the band. With ``elementwise`` (``fn(0) = 0`` entrywise, e.g.
+        a square or detach) a dense form already built is mapped too, not rebuilt."""
+        out = BandedGraph(fn(self.c), self.ws, self.s, self.symmetric)
+        if elementwise and self._dense is not None:
+            out._dense = self._dense.map(fn)
+        return out
 
     def masked(self, mask: torch.Tensor) -> "BandedGraph":
         return self.map(lambda c: c * band_mask(mask, self.ws))
@@ -149,7 +156,7 @@ class BandedGraph:
         """``C^T``: ``band^T[i, t + ws] = C[i + t, i] = band[i + t, ws - t]``."""
         ws = self.ws
         cols = [shift(self.c[:, :, ws - t], t) for t in range(-ws, ws + 1)]
-        return BandedGraph(torch.stack(cols, -1), ws, self.s)
+        return BandedGraph(torch.stack(cols, -1), ws, self.s, self.symmetric)
 
     def blocks(self) -> torch.Tensor:
         """``G`` ``(B, nb, s, 3 s)``: ``G[b, J, a, k s + c] = C[J s + a, (J + k - 1) s + c]``,

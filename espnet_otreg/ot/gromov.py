@@ -119,7 +119,7 @@ class QuadraticProblem:
 
     def map(self, fn) -> "QuadraticProblem":
         """The same problem with ``fn`` applied to every graph tensor (e.g. detach)."""
-        g = lambda x: None if x is None else x.map(fn)  # noqa: E731
+        g = lambda x: None if x is None else x.map(fn, elementwise=True)  # noqa: E731
         return QuadraticProblem(self.linear, g(self.c_x), g(self.c_y), g(self.c_x2),
                                 g(self.c_y2), self.alpha, self.tau, self.symmetric,
                                 g(self.w_x), g(self.w_y))
@@ -305,13 +305,16 @@ def fused_gromov_wasserstein(
     if ws is None:
         gx, gy = DenseGraph(c_x.to(dt), symmetric), DenseGraph(c_y.to(dt), symmetric)
     else:
-        gx, gy = BandedGraph(c_x.to(dt), ws), BandedGraph(c_y.to(dt), ws)
+        gx = BandedGraph(c_x.to(dt), ws, symmetric=symmetric)
+        gy = BandedGraph(c_y.to(dt), ws, symmetric=symmetric)
     gx, gy = gx.masked(mx), gy.masked(my)
+    if ws is not None:  # short graphs: their dense form once, shared by the maps below
+        gx.dense(), gy.dense()
     if grad == "detach":
-        gx, gy = gx.map(torch.Tensor.detach), gy.map(torch.Tensor.detach)
+        gx, gy = gx.map(torch.Tensor.detach, True), gy.map(torch.Tensor.detach, True)
     square = lambda c: c * c  # noqa: E731
-    qp = QuadraticProblem(problem, gx, gy, gx.map(square), gy.map(square), float(alpha), tau,
-                          symmetric)
+    qp = QuadraticProblem(problem, gx, gy, gx.map(square, True), gy.map(square, True),
+                          float(alpha), tau, symmetric)
     if window_mode == "masked":
         qp.w_x = BandedGraph(band_mask(mx, ws), ws)
         qp.w_y = BandedGraph(band_mask(my, ws), ws)
