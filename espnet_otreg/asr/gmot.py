@@ -80,7 +80,13 @@ class GMOTAligner(torch.nn.Module):
         alpha: weight of the structure (Gromov-Wasserstein) term; paper: 0.02.
         rho: weight of the temporal prior ``|i/N - j/M|``.
         epsilon: entropic regularisation (costs are in [0, 2]).
-        ws: edge window in positions on both graphs (None: complete graphs).
+        ws: edge window in positions on both graphs (None: complete graphs). With a
+            window the structures are banded, ``(B, L, 2 ws + 1)``: an FGW outer step
+            costs ``O(N ws M)`` instead of ``O(N^2 M)``.
+        window_mode: how FGW reads an absent edge (only with ``ws``): ``"zero"`` (an
+            edge of cost 0, as the dense windowed matrix; the default) or
+            ``"masked"`` (absent edges leave the GW sum). The paper does not say;
+            see :func:`espnet_otreg.ot.fused_gromov_wasserstein`.
         tau: KL marginal relaxation (None: balanced OT).
         edge_metric: ``"cosine"`` (paper) or ``"sqeuclidean"``/``"euclidean"``.
         align_loss: ``"cosine"`` (1 - cos) or ``"mse"``.
@@ -107,6 +113,7 @@ class GMOTAligner(torch.nn.Module):
         tol: float = 1e-4,
         grad: str = "envelope",
         early_stop: bool = True,
+        window_mode: str = "zero",
     ):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
@@ -120,13 +127,16 @@ class GMOTAligner(torch.nn.Module):
         self.alpha, self.rho, self.epsilon, self.ws, self.tau = alpha, rho, epsilon, ws, tau
         self.edge_metric, self.align_loss = edge_metric, align_loss
         self.max_iter, self.inner_max_iter, self.tol = max_iter, inner_max_iter, tol
+        if window_mode not in ("zero", "masked"):
+            raise ValueError(f"window_mode must be 'zero' or 'masked', got {window_mode!r}")
         self.grad = grad
+        self.window_mode = window_mode
         self.early_stop = early_stop
 
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, rho={self.rho}, epsilon={self.epsilon}, ws={self.ws}, "
-            f"tau={self.tau}, max_iter={self.max_iter}x{self.inner_max_iter}"
+            f"window_mode={self.window_mode}, tau={self.tau}, max_iter={self.max_iter}x{self.inner_max_iter}"
         )
 
     def forward(
@@ -144,13 +154,15 @@ class GMOTAligner(torch.nn.Module):
 
         node = ot.cosine(h, z, h_mask, z_mask)
         cost = node + self.rho * ot.temporal_prior(h_mask, z_mask) if self.rho else node
-        c_h = ot.structure(h, h_mask, self.edge_metric, window=self.ws)
-        c_z = ot.structure(z, z_mask, self.edge_metric, window=self.ws)
+        banded = self.ws is not None
+        c_h = ot.structure(h, h_mask, self.edge_metric, window=self.ws, banded=banded)
+        c_z = ot.structure(z, z_mask, self.edge_metric, window=self.ws, banded=banded)
         res = ot.fused_gromov_wasserstein(
             cost, c_h, c_z, h_mask, z_mask,
             alpha=self.alpha, epsilon=self.epsilon, tau=self.tau,
             max_iter=self.max_iter, inner_max_iter=self.inner_max_iter, tol=self.tol,
             grad=self.grad, early_stop=self.early_stop,
+            ws=self.ws, window_mode=self.window_mode if banded else "zero",
         )
         plan = res.plan
         # FGW distance without the constant temporal prior: <D_AL, gamma> replaces

@@ -18,6 +18,15 @@ For each batch it times, forward and forward+backward:
   error is <= 1e-5, ours (warm-started) vs POT's loop (cold, its default, and with
   ``warmstart=True``).
 
+- Windowed FGW (GM-OT's ``ws`` = 5): ours on banded structures, both window modes
+  (``zero``: an absent edge costs 0; ``masked``: absent edges leave the sum), 10 x 50
+  and inner to tol 1e-5, vs POT's dense per-pair loop on the dense windowed matrices
+  (zero semantics; POT has no masked reading), and ours on the dense windowed matrices.
+  Their forward rows solve precomputed costs, like POT's rows (the older FGW rows
+  "ours, batched" build the costs inside the timed forward).
+- Costs: ``sqeuclidean`` and ``cosine`` forward+backward vs their floor, the three
+  batched products ``x y^T``, ``G y``, ``G^T x``, and vs plain autograd.
+
 Every row also shows its accuracy: the largest L1 marginal error over pairs, and the
 largest plan-entry difference from a float64 reference (Sinkhorn: converged; FGW: the
 same 10 outer steps with converged inner problems). Peak memory is the peak tensor
@@ -45,6 +54,8 @@ FGW_OUTER, FGW_INNER, FGW_INNER_WARM = 10, 50, 10
 # "Same tolerance": every inner Sinkhorn runs until its marginal error is <= FGW_TOL
 # (at most FGW_INNER_MAX iterations), for POT and for us.
 FGW_TOL, FGW_INNER_MAX = 1e-5, 1000
+# GM-OT's window: structures banded (B, L, 2 WS + 1) for us, dense windowed for POT.
+WS = 5
 
 
 # ----------------------------------------------------------------------------- data
@@ -84,6 +95,18 @@ def problem(batch, x=None, y=None):
     return C, Cx, Cy
 
 
+def problem_windowed(batch, x=None, y=None, ws=WS, banded=True):
+    """Cost and windowed structures (bands with ``banded``, else dense (L, L) with
+    zeros outside the window), each scaled to max 1 per pair like :func:`problem`."""
+    x = batch["x"] if x is None else x
+    y = batch["y"] if y is None else y
+    xm, ym = batch["xm"], batch["ym"]
+    C = _scaled(costs.sqeuclidean(x, y, xm, ym))
+    Cx = _scaled(costs.structure(x, xm, "sqeuclidean", window=ws, banded=banded))
+    Cy = _scaled(costs.structure(y, ym, "sqeuclidean", window=ws, banded=banded))
+    return C, Cx, Cy
+
+
 # ----------------------------------------------------------------------------- accuracy
 def marginal_error(plans: List[torch.Tensor], batch) -> float:
     worst = 0.0
@@ -114,7 +137,7 @@ def pot_pairs(batch, C, Cx, Cy):
 
 
 # ----------------------------------------------------------------------------- runs
-def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, dict]:
+def run_batch(name, batch, same, device, repeats, with_pot=True, only_new=False) -> Dict[str, dict]:
     import ot
 
     rows: Dict[str, dict] = {}
@@ -131,6 +154,10 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
         rows[key] = r
         logging.info("%s %s: %s", name, label, {k: v for k, v in r.items() if k != "label"})
 
+    if only_new:
+        run_windowed(row, batch, device, with_pot)
+        run_costs(row, batch, device)
+        return rows
     C, Cx, Cy = problem(batch)
     xm, ym = batch["xm"], batch["ym"]
 
@@ -299,7 +326,113 @@ def run_batch(name, batch, same, device, repeats, with_pot=True) -> Dict[str, di
         row("fgw_potbatch_same",
             f"same-length batch: POT ot.batch.solve_gromov_batch, {FGW_OUTER}x{FGW_INNER} (PPA)",
             potb_f, plans=unpad(potb_f().plan, same), ref=s_ref_f)
+
+    run_windowed(row, batch, device, with_pot)
+    run_costs(row, batch, device)
     return rows
+
+
+def run_windowed(row, batch, device, with_pot):
+    """FGW with GM-OT's window ws = WS: ours banded (both window modes) vs POT's dense
+    per-pair loop on the dense windowed structures ("zero" semantics; POT has no
+    "masked" reading, so that row solves another problem and is timed for scale)."""
+    import ot
+
+    xm, ym = batch["xm"], batch["ym"]
+    C, Bx, By = problem_windowed(batch)
+    _, Dx, Dy = problem_windowed(batch, banded=False)
+    kw = dict(alpha=ALPHA, epsilon=EPS, max_iter=FGW_OUTER, tol=0.0)
+    refs = {
+        mode: unpad(fused_gromov_wasserstein(
+            C.double(), Bx.double(), By.double(), xm, ym, inner_max_iter=20000,
+            inner_tol=1e-10, ws=WS, window_mode=mode, **kw).plan, batch)
+        for mode in ("zero", "masked")
+    }
+
+    def ours(mode="zero", inner=FGW_INNER, x=None, y=None, inner_tol=None):
+        # Forward rows solve the precomputed problem, as POT's rows do; fwd+bwd rows
+        # build it from the features (x, y given).
+        Cg, Bxg, Byg = (C, Bx, By) if x is None else problem_windowed(batch, x, y)
+        return fused_gromov_wasserstein(Cg, Bxg, Byg, xm, ym, inner_max_iter=inner,
+                                        inner_tol=inner_tol, ws=WS, window_mode=mode, **kw)
+
+    def ours_bwd(mode="zero"):
+        x, y = leaf_features(batch)
+        ours(mode, x=x, y=y).value.sum().backward()
+
+    for mode in ("zero", "masked"):
+        tag = "" if mode == "zero" else "_masked"
+        row(f"fgw_ws{tag}_ours", f"ws={WS} {mode}: ours, banded, {FGW_OUTER}x{FGW_INNER}",
+            lambda m=mode: ours(m), lambda m=mode: ours_bwd(m), unpad(ours(mode).plan, batch),
+            refs[mode])
+    tol_run = lambda: ours(inner=FGW_INNER_MAX, inner_tol=FGW_TOL)  # noqa: E731
+    row("fgw_ws_ours_tol", f"ws={WS} zero: ours, banded, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}",
+        tol_run, plans=unpad(tol_run().plan, batch), ref=refs["zero"])
+
+    def ours_dense():
+        return fused_gromov_wasserstein(C, Dx, Dy, xm, ym, inner_max_iter=FGW_INNER, **kw)
+
+    row("fgw_ws_ours_dense", f"ws={WS} zero: ours, dense windowed matrices, {FGW_OUTER}x{FGW_INNER}",
+        ours_dense, plans=unpad(ours_dense().plan, batch), ref=refs["zero"])
+    if not with_pot:
+        return
+    fpairs_t = pot_pairs(batch, C, Dx, Dy)
+    fpairs_np = [(n, m) + tuple(t.cpu().numpy() for t in ts) for n, m, *ts in fpairs_t]
+
+    def pot(pairs=fpairs_np, inner=FGW_INNER, stop=0.0):
+        return [
+            ot.gromov.entropic_fused_gromov_wasserstein(
+                c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
+                max_iter=FGW_OUTER, tol=0.0, numItermax=inner, stopThr=stop, symmetric=True)
+            for n, m, c, cx, cy in pairs
+        ]
+
+    def pot_bwd():
+        x, y = leaf_features(batch)
+        Cg, Dxg, Dyg = problem_windowed(batch, x, y, banded=False)
+        total = 0
+        for n, m, c, cx, cy in pot_pairs(batch, Cg, Dxg, Dyg):
+            total = total + ot.gromov.entropic_fused_gromov_wasserstein2(
+                c, cx, cy, epsilon=EPS, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
+                numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
+        total.backward()
+
+    row("fgw_ws_pot", f"ws={WS}: POT entropic FGW (numpy), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        pot, None, [torch.from_numpy(p) for p in pot()], refs["zero"])
+    row("fgw_ws_pot_tol",
+        f"ws={WS}: POT entropic FGW (numpy), dense, loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}",
+        lambda: pot(inner=FGW_INNER_MAX, stop=FGW_TOL),
+        plans=[torch.from_numpy(p) for p in pot(inner=FGW_INNER_MAX, stop=FGW_TOL)], ref=refs["zero"])
+    row("fgw_ws_pot_torch", f"ws={WS}: POT entropic FGW (torch), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        lambda: pot(fpairs_t), pot_bwd, [p.cpu() for p in pot(fpairs_t)], refs["zero"])
+
+
+def run_costs(row, batch, device):
+    """The cost matrices' forward+backward against their floor: the three batched
+    products it cannot avoid, ``x y^T`` forward and ``G y``, ``G^T x`` backward (each
+    timed alone), and plain autograd through the same expression for comparison."""
+    x, y, xm, ym = batch["x"], batch["y"], batch["xm"], batch["ym"]
+    G = torch.rand(x.shape[0], x.shape[1], y.shape[1], device=x.device)
+
+    def plain_sq(x, y):
+        c = (x.pow(2).sum(-1, keepdim=True) + y.pow(2).sum(-1).unsqueeze(-2)
+             - 2.0 * torch.bmm(x, y.transpose(1, 2))).clamp_min(0.0)
+        return c.masked_fill(~(xm[:, :, None] & ym[:, None, :]), 0.0)
+
+    def fwdbwd(fn):
+        xl, yl = leaf_features(batch)
+        fn(xl, yl).sum().backward()
+
+    row("cost_floor", "3 batched products: x y^T, G y, G^T x (the floor)",
+        lambda: (torch.bmm(x, y.transpose(1, 2)), torch.bmm(G, y), torch.bmm(G.transpose(1, 2), x)))
+    row("cost_gemm", "1 batched product x y^T", lambda: torch.bmm(x, y.transpose(1, 2)))
+    row("cost_sqeuclidean", "costs.sqeuclidean (autograd Function)",
+        lambda: costs.sqeuclidean(x, y, xm, ym),
+        lambda: fwdbwd(lambda a, b: costs.sqeuclidean(a, b, xm, ym)))
+    row("cost_cosine", "costs.cosine (autograd Function)", lambda: costs.cosine(x, y, xm, ym),
+        lambda: fwdbwd(lambda a, b: costs.cosine(a, b, xm, ym)))
+    row("cost_sqeuclidean_plain", "sqeuclidean as plain autograd ops (before)",
+        lambda: plain_sq(x, y), lambda: fwdbwd(plain_sq))
 
 
 def ratios(rows: Dict[str, dict], prefix: str) -> Dict[str, float]:
@@ -320,7 +453,21 @@ def ratios(rows: Dict[str, dict], prefix: str) -> Dict[str, float]:
     r("fgw_fwd_vs_pot_batch", "fgw_ours_same", "fgw_potbatch_same", "fwd_ms")
     r("fgw_tol_fwd_vs_pot_loop", "fgw_ours_tol", "fgw_pot_tol", "fwd_ms")
     r("fgw_tol_fwd_vs_pot_loop_warm", "fgw_ours_tol", "fgw_pot_tol_warm", "fwd_ms")
-    for k in ("sinkhorn_ours", "fgw_ours", "fgw_ours_warm", "fgw_ours_tol"):
+    r("fgw_ws_fwd_vs_pot_loop", "fgw_ws_ours", "fgw_ws_pot", "fwd_ms")
+    r("fgw_ws_masked_fwd_vs_pot_loop", "fgw_ws_masked_ours", "fgw_ws_pot", "fwd_ms")
+    r("fgw_ws_fwd_vs_pot_torch_loop", "fgw_ws_ours", "fgw_ws_pot_torch", "fwd_ms")
+    r("fgw_ws_fwdbwd_vs_pot_torch_loop", "fgw_ws_ours", "fgw_ws_pot_torch", "fwdbwd_ms")
+    r("fgw_ws_masked_fwdbwd_vs_pot_torch_loop", "fgw_ws_masked_ours", "fgw_ws_pot_torch", "fwdbwd_ms")
+    r("fgw_ws_tol_fwd_vs_pot_loop", "fgw_ws_ours_tol", "fgw_ws_pot_tol", "fwd_ms")
+    r("fgw_ws_banded_vs_dense_ours", "fgw_ws_ours", "fgw_ws_ours_dense", "fwd_ms")
+    # Costs: forward+backward over the floor (lower is better; target <= 1.5).
+    for k in ("cost_sqeuclidean", "cost_cosine", "cost_sqeuclidean_plain"):
+        if k in rows and "cost_floor" in rows:
+            out[f"{prefix}_{k}_fwdbwd_over_floor"] = round(rows[k]["fwdbwd_ms"] / rows["cost_floor"]["fwd_ms"], 2)
+        if k in rows and "cost_gemm" in rows:
+            out[f"{prefix}_{k}_fwdbwd_over_one_product"] = round(rows[k]["fwdbwd_ms"] / rows["cost_gemm"]["fwd_ms"], 2)
+    for k in ("sinkhorn_ours", "fgw_ours", "fgw_ours_warm", "fgw_ours_tol", "fgw_ws_ours",
+              "fgw_ws_masked_ours"):
         if k in rows:
             out[f"{prefix}_{k}_fwd_ms"] = round(rows[k]["fwd_ms"], 2)
     return out
@@ -352,6 +499,8 @@ def get_parser():
     p.add_argument("--no-pot-large", action="store_true",
                    help="skip POT on the large batch (its per-pair loop takes a while)")
     p.add_argument("--json-out", default=None, help="also write the JSON line to this file")
+    p.add_argument("--only-new", action="store_true",
+                   help="only the windowed FGW and cost rows (issue 11), not the others")
     return p
 
 
@@ -375,7 +524,7 @@ def main(argv=None):
     for label, B, nr, mr, D, with_pot in configs:
         batch = make_batch(B, nr, mr, D, dev)
         same = make_batch(B, nr, mr, D, dev, seed=1, same_length=True)
-        rows = run_batch(label, batch, same, dev, args.repeats, with_pot)
+        rows = run_batch(label, batch, same, dev, args.repeats, with_pot, args.only_new)
         print_table(f"{label}: B={B}, N {nr[0]}-{nr[1]}, M {mr[0]}-{mr[1]}, D={D}", rows)
         summary.update(ratios(rows, label))
     line = json.dumps(summary, sort_keys=True)

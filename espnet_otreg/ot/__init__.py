@@ -1,7 +1,10 @@
 """Batched, masked optimal transport for speech-text alignment.
 
-Read it like ott-jax: costs (:mod:`.costs`), then solvers that take a padded batch of
-problems and return an :class:`OTResult`:
+Read it like ott-jax, in layers: costs (:mod:`.costs`) and graphs (:mod:`.graphs`,
+dense or banded edge costs); the problem (:mod:`.problem`: costs, marginals, masks);
+the kernel (:mod:`.kernel`: the Gibbs kernel and every numerical device behind a small
+interface); and the solvers, which take a padded batch of problems and return an
+:class:`OTResult`:
 
 - :func:`sinkhorn`: entropic OT, balanced or unbalanced (``tau``), log domain.
 - :func:`fused_gromov_wasserstein`: entropic fused Gromov-Wasserstein (square loss).
@@ -14,11 +17,10 @@ Losses built on these live with their models (``espnet_otreg.asr`` for GM-OT,
 """
 
 from espnet_otreg.ot import costs
-from espnet_otreg.ot._core import OTResult
 from espnet_otreg.ot.costs import cosine, sqeuclidean, structure, temporal_prior
 from espnet_otreg.ot.gromov import FGWResult, fused_gromov_wasserstein
 from espnet_otreg.ot.masks import lengths_to_mask
-from espnet_otreg.ot.sinkhorn import sinkhorn
+from espnet_otreg.ot.sinkhorn import OTResult, sinkhorn
 
 __all__ = [
     "costs",

@@ -12,22 +12,41 @@ the graphs, and edge costs ``Cx_ik`` / ``Cy_jl`` inside each graph (see
 
 Solver: projected (mirror-descent) gradient as in Peyre et al. 2016 and POT's
 ``ot.gromov.entropic_fused_gromov_wasserstein(solver="PGD")``. Starting from
-``P = a b^T``, each outer iteration linearises the quadratic term,
-``G = (1 - alpha) C + 2 alpha (L (x) P)`` with
-``(L (x) P)_ij = (Cx^2 a)_i + (Cy^2 b)_j - 2 (Cx P Cy^T)_ij``, and sets
-``P <- sinkhorn(G, epsilon)``. The problem is non-convex; from the same start this
-follows POT's path to the same stationary point.
+``P = a b^T``, each outer iteration linearises the quadratic term (:func:`linearize`)
+and solves the linear problem with the same entry point that
+:func:`espnet_otreg.ot.sinkhorn` uses (:func:`espnet_otreg.ot.sinkhorn.solve`)::
+
+    G = (1 - alpha) C + alpha (L (x) P + L^T (x) P),    P <- Sinkhorn(G, epsilon)
+
+with ``(L (x) P)_ij = sum_kl (Cx_ik - Cy_jl)^2 P_kl = (Cx^2 m)_i + (Cy^2 n)_j
+- 2 (Cx P Cy^T)_ij`` (``m``, ``n`` the plan's marginals; ``L^T (x) P = L (x) P`` for
+symmetric structures). The problem is non-convex; from the same start this follows
+POT's path to the same stationary point.
+
+Windows (GM-OT's ``ws``, arXiv 2505.13079). With ``ws`` the structures are bands
+``(B, L, 2 ws + 1)`` (:mod:`espnet_otreg.ot.graphs`) and every product above costs
+``O(N ws M)``. Two readings of an absent edge, chosen by ``window_mode``:
+
+- ``"zero"``: an absent edge is an edge of cost 0 (the dense windowed matrix); the
+  formula above unchanged.
+- ``"masked"``: absent edges are left out of the sum. With 0/1 edge masks ``W_x``,
+  ``W_y`` the quadratic term is ``sum W_x(i,k) W_y(j,l) (Cx_ik - Cy_jl)^2 P_ij P_kl``
+  and::
+
+      L (x) P = (W_x o Cx^2) P W_y^T + W_x P (W_y o Cy^2)^T - 2 (W_x o Cx) P (W_y o Cy)^T
+
+  three banded sandwiches per outer step.
 
 Our additions: the whole batch at once with masks; the inner Sinkhorn in the log
 domain (POT's inner solver works with ``exp(-G/epsilon)`` and underflows at small
-``epsilon``); the inner Sinkhorn is warm-started from the previous outer iteration's
+``epsilon``); the inner Sinkhorn warm-started from the previous outer iteration's
 potentials (``warm_start``), which lets a few inner iterations do the work of many.
 
-Cost per outer step, balanced and symmetric (the usual case): the parts of ``G``
-that only see the marginals are computed once, so a step is one batched product
-``Cx (P Cy)`` fused into the kernel (``baddbmm``), then the inner iterations. The
-pair is solved with its shorter side as the plan's rows (the result is transposed
-back), so that the big product is a wide GEMM.
+Cost per outer step, balanced, symmetric, ``"zero"`` windows (the usual case): the
+parts of ``G`` that only see the marginals are folded into a fixed kernel once, so a
+step is one product ``Cx (P Cy)`` fused into the kernel, then the inner iterations.
+The pair is solved with its shorter side as the plan's rows (the result is transposed
+back), so that the big dense product is a wide GEMM.
 
 Unbalanced (``tau``): the inner problems use KL-relaxed marginals and the
 linearisation uses the plan's current marginals instead of ``a``, ``b``. This is the
@@ -42,14 +61,20 @@ stationary point that is the exact gradient of the FGW value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
-from espnet_otreg.ot import _core
-from espnet_otreg.ot._core import OTResult
+from espnet_otreg.ot import problem as _problem
+from espnet_otreg.ot.graphs import BandedGraph, DenseGraph, band_mask
+from espnet_otreg.ot.kernel import Kernel, Masks, solve_mode
+from espnet_otreg.ot.problem import Problem
+from espnet_otreg.ot.sinkhorn import OTResult, check_solver_args, regulariser, solve
 
-__all__ = ["fused_gromov_wasserstein", "FGWResult"]
+__all__ = ["fused_gromov_wasserstein", "FGWResult", "QuadraticProblem", "linearize"]
+
+WINDOW_MODES = ("zero", "masked")
+Graph = Union[DenseGraph, BandedGraph]
 
 
 @dataclass
@@ -57,8 +82,9 @@ class FGWResult(OTResult):
     """:class:`OTResult` plus the FGW parts.
 
     Attributes:
-        value_quadratic: ``(B,)`` ``sum (Cx_ik - Cy_jl)^2 P_ij P_kl``; POT's
-            ``fgw_dist`` is ``(1 - alpha) * value_linear + alpha * value_quadratic``.
+        value_quadratic: ``(B,)`` the quadratic term at ``plan`` (``sum (Cx_ik -
+            Cy_jl)^2 P_ij P_kl``, over present edges only with ``window_mode="masked"``);
+            POT's ``fgw_dist`` is ``(1 - alpha) * value_linear + alpha * value_quadratic``.
         inner_converged: ``(B,)`` bool, whether the last inner Sinkhorn converged.
     """
 
@@ -66,55 +92,112 @@ class FGWResult(OTResult):
     inner_converged: torch.Tensor = None
 
 
-def _check_structure(name, c, B, L):
-    if not torch.is_tensor(c) or tuple(c.shape) != (B, L, L):
-        shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
-        raise ValueError(f"{name} must have shape {(B, L, L)} to match cost, got {shape}")
+@dataclass
+class QuadraticProblem:
+    """A padded batch of FGW problems: the linear part and the two graphs.
 
-
-def _matvec(c, w, symmetric=True):
-    """``(C w)_i = sum_k C_ik w_k``, ``(B, L)``, as the vector-matrix product ``w^T C^T``:
-    faster on CPU than a batched matrix-vector product (measured). For a symmetric
-    ``C`` that is ``w^T C``, without the transpose."""
-    return torch.bmm(w.unsqueeze(1), c if symmetric else c.transpose(1, 2)).squeeze(1)
-
-
-def _cross(cx, cy, plan, symmetric):
-    """``Cx P Cy^T``; the product ``P Cy^T`` with the longer side first (see the swap
-    in :func:`fused_gromov_wasserstein`)."""
-    return torch.bmm(cx, torch.bmm(plan, cy if symmetric else cy.transpose(1, 2)))
-
-
-def _quad_grad(cx, cy, cx2, cy2, plan, m, n, symmetric):
-    """Gradient of the quadratic term w.r.t. the plan (general case).
-
-    ``(L (x) P)_ij = sum_kl (Cx_ik - Cy_jl)^2 P_kl = (Cx^2 m)_i + (Cy^2 n)_j
-    - 2 (Cx P Cy^T)_ij`` with ``m``, ``n`` the plan's marginals; the gradient is
-    ``L (x) P + L^T (x) P``, i.e. ``2 L (x) P`` for symmetric structures.
+    ``c_x``, ``c_y`` are zero on edges that touch padding; ``c_x2``, ``c_y2`` their
+    squares; ``w_x``, ``w_y`` the 0/1 edge masks (``window_mode="masked"`` only).
     """
 
-    def tensor_product(cx, cy, cx2, cy2):
-        qx, qy = _matvec(cx2, m, symmetric), _matvec(cy2, n, symmetric)
-        return qx[:, :, None] + qy[:, None, :] - 2.0 * _cross(cx, cy, plan, symmetric)
+    linear: Problem
+    c_x: Graph
+    c_y: Graph
+    c_x2: Graph
+    c_y2: Graph
+    alpha: float
+    tau: Optional[float]
+    symmetric: bool
+    w_x: Optional[Graph] = None
+    w_y: Optional[Graph] = None
 
-    g = tensor_product(cx, cy, cx2, cy2)
-    if symmetric:
-        return 2.0 * g
-    t = lambda c: c.transpose(1, 2)  # noqa: E731
-    return g + tensor_product(t(cx), t(cy), t(cx2), t(cy2))
+    @property
+    def fixed_marginals(self) -> bool:
+        """Balanced, symmetric, zero windows: the linearised cost is a fixed part plus
+        ``-4 alpha Cx P Cy``."""
+        return self.tau is None and self.symmetric and self.w_x is None
+
+    def map(self, fn) -> "QuadraticProblem":
+        """The same problem with ``fn`` applied to every graph tensor (e.g. detach)."""
+        g = lambda x: None if x is None else x.map(fn, elementwise=True)  # noqa: E731
+        return QuadraticProblem(self.linear, g(self.c_x), g(self.c_y), g(self.c_x2),
+                                g(self.c_y2), self.alpha, self.tau, self.symmetric,
+                                g(self.w_x), g(self.w_y))
 
 
-def _value_quadratic(cx, cy, cx2, cy2, plan, symmetric, qy=None):
-    """``sum_ijkl (Cx_ik - Cy_jl)^2 P_ij P_kl = m^T Cx^2 m + n^T Cy^2 n - 2 <Cx P Cy^T, P>``.
+def _sandwich(A: Graph, B: Graph, plan: torch.Tensor) -> torch.Tensor:
+    """``A P B^T``; ``P B^T`` first: with the shorter side as rows a wide product."""
+    return A.lmul(B.rmul(plan))
 
-    ``qy = Cy^2 b`` may be given for balanced problems: the inner Sinkhorn ends on a
-    column update, so the plan's column marginal ``n`` is ``b`` up to rounding, and
-    ``n^T Cy^2 n = n^T qy`` saves a pass over the longer side's ``(B, M, M)``.
+
+def tensor_product(qp: QuadraticProblem, plan: torch.Tensor, transpose: bool = False):
+    """``L (x) P`` (``L^T (x) P`` with ``transpose``) for the problem's window mode."""
+    t = (lambda g: g.t()) if transpose else (lambda g: g)  # noqa: E731
+    cx, cy, cx2, cy2 = t(qp.c_x), t(qp.c_y), t(qp.c_x2), t(qp.c_y2)
+    cross = _sandwich(cx, cy, plan)
+    if qp.w_x is None:
+        if qp.tau is None:
+            m, n = qp.linear.a, qp.linear.b
+        else:
+            m, n = plan.sum(-1), plan.sum(-2)
+        return cx2.matvec(m)[:, :, None] + cy2.matvec(n)[:, None, :] - 2.0 * cross
+    wx, wy = t(qp.w_x), t(qp.w_y)
+    return _sandwich(cx2, wy, plan) + _sandwich(wx, cy2, plan) - 2.0 * cross
+
+
+def quadratic_gradient(qp: QuadraticProblem, plan: torch.Tensor) -> torch.Tensor:
+    """Gradient of the quadratic term w.r.t. the plan: ``L (x) P + L^T (x) P``, i.e.
+    ``2 L (x) P`` for symmetric structures."""
+    g = tensor_product(qp, plan)
+    return 2.0 * g if qp.symmetric else g + tensor_product(qp, plan, transpose=True)
+
+
+def linearize(qp: QuadraticProblem, plan: Optional[torch.Tensor], epsilon: float,
+              base: Kernel) -> Kernel:
+    """Kernel of the linear problem at ``plan`` (None: ``P = a b^T``)::
+
+        G = (1 - alpha) C + alpha (L (x) P + L^T (x) P)
+
+    ``base`` carries the problem's masks and, when the marginals are fixed, the kernel
+    of the part of ``G`` that never changes (:func:`fused_gromov_wasserstein`):
+    ``K = K0 + (4 alpha / epsilon) Cx P Cy``, one product fused into the kernel.
     """
+    p, alpha = qp.linear, qp.alpha
+    if qp.fixed_marginals:
+        c = 4.0 * alpha / epsilon
+        if plan is None:
+            # P = a b^T: Cx P Cy = (Cx a)(Cy b)^T, two vector products, no GEMM.
+            cxa, cyb = qp.c_x.matvec(p.a), qp.c_y.matvec(p.b)
+            return base.replace(torch.baddbmm(base.K, cxa[:, :, None], cyb[:, None, :], alpha=c))
+        return base.replace(qp.c_x.lmul(qp.c_y.rmul(plan), base=base.K, alpha=c))
+    if plan is None:
+        plan = p.a[:, :, None] * p.b[:, None, :]
+    return base.with_cost((1.0 - alpha) * p.cost + alpha * quadratic_gradient(qp, plan), epsilon)
+
+
+def value_quadratic(qp: QuadraticProblem, plan: torch.Tensor,
+                    qy: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The quadratic term at ``plan``.
+
+    Zero windows: ``m^T Cx^2 m + n^T Cy^2 n - 2 <Cx P Cy^T, P>``. ``qy = Cy^2 b`` may be
+    given for balanced problems: the inner Sinkhorn ends on a column update, so the
+    plan's column marginal ``n`` is ``b`` up to rounding, and ``n^T Cy^2 n = n^T qy``
+    saves a pass over the longer side's structure. Masked windows: ``<L (x) P, P>``.
+    """
+    if qp.w_x is not None:
+        return (tensor_product(qp, plan) * plan).sum((1, 2))
     m, n = plan.sum(-1), plan.sum(-2)
-    qy = _matvec(cy2, n, symmetric) if qy is None else qy
-    marg = (_matvec(cx2, m, symmetric) * m).sum(-1) + (qy * n).sum(-1)
-    return marg - 2.0 * (_cross(cx, cy, plan, symmetric) * plan).sum((1, 2))
+    qy = qp.c_y2.matvec(n) if qy is None else qy
+    marg = (qp.c_x2.matvec(m) * m).sum(-1) + (qy * n).sum(-1)
+    return marg - 2.0 * (_sandwich(qp.c_x, qp.c_y, plan) * plan).sum((1, 2))
+
+
+def _check_structure(name, c, B, L, ws):
+    want = (B, L, L) if ws is None else (B, L, 2 * ws + 1)
+    if not torch.is_tensor(c) or tuple(c.shape) != want:
+        shape = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
+        what = "" if ws is None else f" (a band for ws={ws})"
+        raise ValueError(f"{name} must have shape {want}{what} to match cost, got {shape}")
 
 
 def fused_gromov_wasserstein(
@@ -139,14 +222,18 @@ def fused_gromov_wasserstein(
     grad: str = "envelope",
     init_plan: Optional[torch.Tensor] = None,
     method: str = "stabilized",
+    ws: Optional[int] = None,
+    window_mode: str = "zero",
 ) -> FGWResult:
     """Solve a padded batch of entropic fused Gromov-Wasserstein problems.
 
     Args:
         cost: ``(B, N, M)`` node cost between the graphs, or None with ``alpha = 1``.
-        c_x: ``(B, N, N)`` edge costs of the first graph (e.g. acoustic frames).
-            Entries on padding are ignored but must be finite (not inf/NaN).
-        c_y: ``(B, M, M)`` edge costs of the second graph (e.g. text tokens).
+        c_x: ``(B, N, N)`` edge costs of the first graph (e.g. acoustic frames), or
+            with ``ws`` their band ``(B, N, 2 ws + 1)``
+            (``costs.structure(..., window=ws, banded=True)``). Entries on padding
+            are ignored but must be finite (not inf/NaN).
+        c_y: ``(B, M, M)`` edge costs of the second graph (e.g. text tokens), or a band.
         x_mask, y_mask: ``(B, N)`` / ``(B, M)`` bool, True on real nodes.
         alpha: weight of the structure term in ``[0, 1]`` (GM-OT's alpha).
         epsilon: entropic regularisation of every inner problem.
@@ -167,124 +254,127 @@ def fused_gromov_wasserstein(
         init_plan: ``(B, N, M)`` starting plan (default ``a b^T``).
         method: inner Sinkhorn method, ``"stabilized"`` or ``"log"`` (see
             :func:`espnet_otreg.ot.sinkhorn`).
+        ws: window half-width: ``c_x``, ``c_y`` are bands of edges ``|i - k| <= ws``
+            (module docstring); None: dense matrices.
+        window_mode: ``"zero"`` (an absent edge has cost 0, as a dense windowed
+            matrix) or ``"masked"`` (absent edges leave the sum; needs ``ws``).
 
     Returns:
         :class:`FGWResult`; ``value`` is the full objective above (its gradient at the
         solution is the envelope gradient), ``n_iter`` counts outer iterations.
     """
+    if window_mode not in WINDOW_MODES:
+        raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
+    if window_mode == "masked" and ws is None:
+        raise ValueError("window_mode='masked' needs banded structures (ws)")
+    if ws is not None and (int(ws) != ws or ws < 0):
+        raise ValueError(f"ws must be an int >= 0 or None, got {ws!r}")
     if cost is None:
         if alpha != 1.0:
             raise ValueError("cost may only be None for pure Gromov-Wasserstein (alpha = 1)")
         if not torch.is_tensor(c_x) or c_x.dim() != 3 or not torch.is_tensor(c_y) or c_y.dim() != 3:
-            raise ValueError("c_x and c_y must be (B, N, N) and (B, M, M) tensors")
+            raise ValueError("c_x and c_y must be (B, N, N) and (B, M, M) tensors (or bands)")
         cost = c_x.new_zeros(c_x.shape[0], c_x.shape[1], c_y.shape[1])
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    _core.check_positive("epsilon", epsilon)
-    _core.check_positive("tau", tau, allow_none=True)
-    _core.check_grad_mode(grad)
-    _core.check_method(method)
+    phi = check_solver_args(epsilon, tau, grad, method)
     if max_iter < 1 or inner_max_iter < 1 or check_every < 1:
         raise ValueError("max_iter, inner_max_iter and check_every must be >= 1")
     inner_tol = tol if inner_tol is None else inner_tol
 
     if not torch.is_tensor(cost) or cost.dim() != 3:
-        _core.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
+        _problem.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
     B, N, M = cost.shape
-    _check_structure("c_x", c_x, B, N)
-    _check_structure("c_y", c_y, B, M)
+    _check_structure("c_x", c_x, B, N, ws)
+    _check_structure("c_y", c_y, B, M, ws)
     if init_plan is not None and tuple(init_plan.shape) != (B, N, M):
         raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
     # FGW is symmetric in its two graphs. Solve with the shorter side as the plan's
     # rows: the big product per step, P Cy with Cy the longer side's structure, is
     # then a wide batched GEMM, 1.7x faster on CPU than the tall one (measured).
     swap = N > M
-    problem = _core.prepare(cost, x_mask, y_mask, a, b, transpose=swap)
+    problem = _problem.prepare(cost, x_mask, y_mask, a, b, transpose=swap)
     if swap:
         c_x, c_y = c_y, c_x
         init_plan = None if init_plan is None else init_plan.transpose(1, 2)
-        N, M = M, N
     dt = problem.cost.dtype
     # Edge costs on padding are irrelevant (no mass): zero them with a float mask
     # (a bool masked_fill over (B, N, N) costs several times more on CPU). Garbage
     # there must be finite, not inf/NaN (costs.structure writes 0).
     mx, my = (problem.a > 0).to(dt), (problem.b > 0).to(dt)
-    c_x = c_x.to(dt) * (mx[:, :, None] * mx[:, None, :])
-    c_y = c_y.to(dt) * (my[:, :, None] * my[:, None, :])
-    if grad == "detach":
-        C_in, c_x, c_y = problem.cost.detach(), c_x.detach(), c_y.detach()
+    if ws is None:
+        gx, gy = DenseGraph(c_x.to(dt), symmetric), DenseGraph(c_y.to(dt), symmetric)
     else:
-        C_in = problem.cost
-    cx2_in, cy2_in = c_x * c_x, c_y * c_y  # once; the solve and the value share them
-    # (Cy^2 b)_j over the longer side, shared too (see _value_quadratic).
-    qy_in = _matvec(cy2_in, problem.b, symmetric) if tau is None else None
-    phi = None if tau is None else tau / (tau + epsilon)
-    alpha = float(alpha)
+        gx = BandedGraph(c_x.to(dt), ws, symmetric=symmetric)
+        gy = BandedGraph(c_y.to(dt), ws, symmetric=symmetric)
+    gx, gy = gx.masked(mx), gy.masked(my)
+    if ws is not None:  # short graphs: their dense form once, shared by the maps below
+        gx.dense(), gy.dense()
+    if grad == "detach":
+        gx, gy = gx.map(torch.Tensor.detach, True), gy.map(torch.Tensor.detach, True)
+    square = lambda c: c * c  # noqa: E731
+    qp = QuadraticProblem(problem, gx, gy, gx.map(square, True), gy.map(square, True),
+                          float(alpha), tau, symmetric)
+    if window_mode == "masked":
+        qp.w_x = BandedGraph(band_mask(mx, ws), ws)
+        qp.w_y = BandedGraph(band_mask(my, ws), ws)
+    # (Cy^2 b)_j over the longer side, shared by the fixed kernel and the value.
+    qy_in = qp.c_y2.matvec(problem.b) if tau is None and qp.w_x is None else None
+    C_in = problem.cost.detach() if grad == "detach" else problem.cost
 
     track = grad == "autodiff"
-    keep = (lambda t: t) if track else (lambda t: t.detach())
-    with _core.solve_mode(track):
-        C, cx, cy, cx2, cy2 = (keep(t) for t in (C_in, c_x, c_y, cx2_in, cy2_in))
-        if init_plan is None:
-            plan = problem.a[:, :, None] * problem.b[:, None, :]
+    with solve_mode(track):
+        if not track:
+            qp_s = qp.map(torch.Tensor.detach)
+            qp_s.linear = Problem(**{**problem.__dict__, "cost": problem.cost.detach()})
         else:
-            plan = init_plan.detach().to(dt) * problem.support_f
-        u, v = _core.init_potentials(problem, None, epsilon)
-        converged = torch.zeros(B, dtype=torch.bool, device=C.device)
-        n_iter = torch.zeros(B, dtype=torch.long, device=C.device)
-        error = torch.full((B,), float("inf"), dtype=dt, device=C.device)
-        inner_conv = converged
-        fixed_marginals = tau is None and symmetric
-        if fixed_marginals:
-            # Balanced: the marginals stay a, b, so the linearised cost is a fixed part
-            # plus -4 alpha Cx P Cy, and its kernel one fused batched product per step:
-            # K = K0 + (4 alpha / epsilon) Cx (P Cy).
-            qx, qy = _matvec(cx2, problem.a), keep(qy_in)
-            K0 = _core.kernel(C, problem, epsilon, scale=1.0 - alpha, row=2.0 * alpha * qx,
-                              col=2.0 * alpha * qy)
+            qp_s = qp
+        if qp.fixed_marginals:
+            # Balanced: the marginals stay a, b, so G = (1 - alpha) C + 2 alpha (Cx^2 a)_i
+            # + 2 alpha (Cy^2 b)_j - 4 alpha Cx P Cy: the first three in a fixed kernel.
+            qy = qy_in if track else qy_in.detach()
+            base = Kernel.from_cost(qp_s.linear, epsilon, phi, qp_s.linear.cost, 1.0 - alpha,
+                                    row=2.0 * alpha * qp_s.c_x2.matvec(problem.a),
+                                    col=2.0 * alpha * qy)
+        else:
+            base = Kernel(qp_s.linear, None, phi, Masks.build(problem))
+        plan = None if init_plan is None else init_plan.detach().to(dt) * base.masks.support
+        cold = _problem.init_potentials(problem, None, epsilon)
+        u, v = cold
+        converged = torch.zeros(B, dtype=torch.bool, device=problem.cost.device)
+        n_iter = torch.zeros(B, dtype=torch.long, device=problem.cost.device)
+        error = torch.full((B,), float("inf"), dtype=dt, device=problem.cost.device)
         for it in range(1, max_iter + 1):
-            if fixed_marginals and it == 1 and init_plan is None:
-                # P = a b^T: Cx P Cy = (Cx a)(Cy b)^T, two vector products, no GEMM.
-                cxa, cyb = _matvec(cx, problem.a), _matvec(cy, problem.b)
-                K = torch.baddbmm(K0, cxa[:, :, None], cyb[:, None, :], alpha=4.0 * alpha / epsilon)
-            elif fixed_marginals:
-                K = torch.baddbmm(K0, cx, torch.bmm(plan, cy), alpha=4.0 * alpha / epsilon)
-            else:
-                if tau is None:
-                    m, n = problem.a, problem.b
-                else:
-                    m, n = plan.sum(-1), plan.sum(-2)
-                lin = (1.0 - alpha) * C + alpha * _quad_grad(cx, cy, cx2, cy2, plan, m, n, symmetric)
-                K = _core.kernel(lin, problem, epsilon)
+            k = linearize(qp_s, plan, epsilon, base)
             warm = warm_start and it > 1
             if not warm:
-                u, v = _core.init_potentials(problem, None, epsilon)
+                u, v = cold
             # A warm start needs no opening log-domain step and often converges
             # within a few iterations: check early.
-            out = _core.sinkhorn_loop(
-                K, problem, u, v, phi, inner_max_iter, inner_tol, check_every, early_stop,
-                method, start_log=not warm, check_early=inner_tol > 0,
-            )
-            u, v, inner_conv, new_plan = out.u, out.v, out.converged, out.plan
+            out = solve(k, u, v, inner_max_iter, inner_tol, check_every, early_stop, method,
+                        start_log=not warm, check_early=inner_tol > 0)
+            u, v = out.u, out.v
             if tol > 0 or it == max_iter:  # with tol <= 0 only the last change is reported
-                error = torch.linalg.vector_norm(new_plan - plan, ord=1, dim=(1, 2))
+                prev = problem.a[:, :, None] * problem.b[:, None, :] if plan is None else plan
+                error = torch.linalg.vector_norm(out.plan - prev, ord=1, dim=(1, 2))
                 n_iter = torch.where(converged, n_iter, it)  # max_iter if never converged
                 converged = converged | (error <= tol)
-            plan = new_plan
+            plan = out.plan
             if early_stop and tol > 0 and it < max_iter and bool(converged.all()):
                 break
-        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
-    if not track:  # out of inference mode (see _core.solve_mode)
+        inner_conv = out.converged
+        reg = regulariser(k, u, v, plan, epsilon, tau)
+    if not track:  # out of inference mode (see kernel.solve_mode)
         plan, u, v, reg, n_iter, converged, error, inner_conv = (
             t.clone() for t in (plan, u, v, reg, n_iter, converged, error, inner_conv)
         )
 
     value_linear = (plan * C_in).sum((1, 2))
-    value_quadratic = _value_quadratic(c_x, c_y, cx2_in, cy2_in, plan, symmetric, qy_in)
+    value_quad = value_quadratic(qp, plan, qy_in)
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
-    value = (1.0 - alpha) * value_linear + alpha * value_quadratic + (reg if track else reg.detach())
-    f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
+    value = (1.0 - alpha) * value_linear + alpha * value_quad + (reg if track else reg.detach())
+    f_out, g_out = _problem.potentials_out(problem, u.detach(), v.detach(), epsilon)
     if swap:
         plan, f_out, g_out = plan.transpose(1, 2), g_out, f_out
     return FGWResult(
@@ -296,6 +386,6 @@ def fused_gromov_wasserstein(
         error=error,
         f=f_out,
         g=g_out,
-        value_quadratic=value_quadratic,
+        value_quadratic=value_quad,
         inner_converged=inner_conv,
     )

@@ -13,9 +13,15 @@ solves with ``ot.sinkhorn(a, b, C, epsilon, method="sinkhorn_log")`` (balanced) 
 ``tau`` is POT's ``reg_m``, and ott-jax's ``tau_a = tau / (tau + epsilon)``.
 
 The potentials live in the log domain (stable for tiny ``epsilon`` and large costs);
-between log-domain steps, cheap scaling iterations do most of the work (see
-:func:`espnet_otreg.ot._core.sinkhorn_loop`). The whole batch is solved at once;
-padding is masked, never looped over.
+between log-domain steps, cheap scaling iterations do most of the work. The whole
+batch is solved at once; padding is masked, never looped over.
+
+Layers (as in POT and ott-jax): :mod:`.problem` (costs, marginals, masks), :mod:`.kernel`
+(the Gibbs kernel and every numerical device), and here the solvers: :func:`solve`
+is the entry point that :func:`sinkhorn` and FGW's inner problems share, with the
+log-domain loop :func:`_log_sinkhorn` (POT's ``sinkhorn_log``, ott-jax's ``lse_step``)
+and the stabilised loop :func:`_stabilized_sinkhorn` (POT's ``sinkhorn_stabilized``,
+ott-jax's ``kernel_step`` with absorption).
 
 Gradients (``grad``):
     ``"envelope"`` (default): the plan is treated as a constant. ``value`` then has
@@ -28,14 +34,239 @@ Gradients (``grad``):
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
-from espnet_otreg.ot import _core
-from espnet_otreg.ot._core import OTResult
+from espnet_otreg.ot import problem as _problem
+from espnet_otreg.ot.kernel import SAFE_MAX, SAFE_MIN, Kernel, solve_mode
 
-__all__ = ["sinkhorn", "OTResult"]
+__all__ = ["sinkhorn", "OTResult", "solve"]
+
+
+@dataclass
+class OTResult:
+    """What a solver returns. Per-pair tensors have a leading batch dim ``B``.
+
+    Attributes:
+        plan: ``(B, N, M)`` transport plan, exactly 0 on padding.
+        value: ``(B,)`` the objective the solver minimises at ``plan`` (transport cost
+            plus ``epsilon * KL(plan | a b^T)``, plus the ``tau`` marginal terms when
+            unbalanced). Differentiable as chosen by ``grad``; with ``"envelope"`` its
+            gradient w.r.t. the cost is exactly ``plan`` (envelope theorem).
+        value_linear: ``(B,)`` ``<C, plan>``, the transport cost alone (POT's
+            ``sinkhorn2`` value). Differentiable like ``value``.
+        n_iter: ``(B,)`` Sinkhorn iterations until the pair converged (``max_iter`` if
+            it did not). For FGW: outer iterations.
+        converged: ``(B,)`` bool, ``error <= tol``.
+        error: ``(B,)`` last measured error: L1 marginal error for balanced problems,
+            largest change of the scaled potentials for unbalanced ones; for FGW the L1
+            change of the plan between outer iterations.
+        f, g: ``(B, N)``, ``(B, M)`` dual potentials in cost units (``-inf`` on
+            padding); pass them back as ``init`` to warm-start a related problem.
+    """
+
+    plan: torch.Tensor
+    value: torch.Tensor
+    value_linear: torch.Tensor
+    n_iter: torch.Tensor
+    converged: torch.Tensor
+    error: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+
+
+@dataclass
+class SolveResult:
+    """What :func:`solve` returns: log-scalings ``(u, v)``, their plan and progress."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    plan: torch.Tensor
+    n_iter: torch.Tensor
+    converged: torch.Tensor
+    error: torch.Tensor
+
+
+class _Progress:
+    """Per-pair convergence bookkeeping, on device (no host sync)."""
+
+    def __init__(self, B, dtype, device, tol):
+        self.tol = tol
+        self.converged = torch.zeros(B, dtype=torch.bool, device=device)
+        self.n_iter = torch.zeros(B, dtype=torch.long, device=device)
+        self.error = torch.full((B,), math.inf, dtype=dtype, device=device)
+
+    def record(self, it: int, error: torch.Tensor) -> None:
+        # n_iter follows the checks until the pair converges; the last check is at
+        # max_iter, so a pair that never converges ends with n_iter = max_iter.
+        self.n_iter = torch.where(self.converged, self.n_iter, it)
+        self.converged = self.converged | (error <= self.tol)
+        self.error = error
+
+    def result(self, u, v, plan) -> SolveResult:
+        return SolveResult(u, v, plan, self.n_iter, self.converged, self.error)
+
+
+def solve(kernel: Kernel, u, v, max_iter: int, tol: float, check_every: int,
+          early_stop: bool, method: str = "stabilized", start_log: bool = True,
+          check_early: bool = False) -> SolveResult:
+    """Sinkhorn iterations on ``kernel`` from log-scalings ``(u, v)``.
+
+    ``method="log"``: :func:`_log_sinkhorn`; ``"stabilized"``: :func:`_stabilized_sinkhorn`
+    (same iterates). The error is measured every ``check_every`` iterations, on device;
+    with ``early_stop`` the loop leaves once every pair has converged (one host sync per
+    check), else it runs exactly ``max_iter`` iterations with no host sync.
+    ``start_log=False`` skips the stabilised loop's opening log-domain step (a warm
+    start from potentials that are already close, as in FGW's outer loop);
+    ``check_early`` (with ``early_stop``) adds checks at about doubling iteration
+    counts below ``check_every`` (2, 4, 8; 3, 6 after an opening log step), for warm
+    starts, which often converge within two or three iterations.
+    """
+    progress = _Progress(kernel.K.shape[0], kernel.K.dtype, kernel.K.device, tol)
+    if method == "log":
+        return _log_sinkhorn(kernel, u, v, progress, max_iter, check_every, early_stop)
+    return _stabilized_sinkhorn(kernel, u, v, progress, max_iter, check_every, early_stop,
+                                start_log, check_early and early_stop)
+
+
+def _log_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_every, early_stop):
+    """Log-domain Sinkhorn (balanced: ``phi = 1``)::
+
+        u <- phi (log a - LSE_j(K_ij + v_j))
+        v <- phi (log b - LSE_i(K_ij + u_i))
+    """
+    it = 0
+    while True:
+        u_new, lse = k.update_u(v)
+        if it > 0 and (it % check_every == 0 or it >= max_iter):
+            progress.record(it, k.error(u, u_new, lse))
+            if it >= max_iter or (early_stop and bool(progress.converged.all())):
+                break
+        u = u_new
+        v = k.update_v(u)
+        it += 1
+    return progress.result(u, v, k.plan(u, v))
+
+
+def _log_step(k: Kernel, u, v):
+    """One log-domain iteration; returns ``(u, v)`` and the error of the state before."""
+    u_new, lse = k.update_u(v)
+    return u_new, k.update_v(u_new), k.error(u, u_new, lse)
+
+
+def _repaired(k: Kernel, u, v, ok):
+    """``(u, v, plan)`` after a fold: pairs whose last scaling segment was undone
+    (``ok`` False) hold potentials from before it, possibly for another kernel (a warm
+    start), and get one log-domain step on this kernel."""
+    u2, v2, _ = _log_step(k, u, v)
+    u, v = torch.where(ok[:, None], u, u2), torch.where(ok[:, None], v, v2)
+    return u, v, k.plan(u, v)
+
+
+def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_every,
+                         early_stop, start_log, check_early):
+    """Stabilised Sinkhorn (Schmitzer, arXiv 1610.06519; POT's ``sinkhorn_stabilized``).
+
+    The log-scalings are absorbed into ``E = exp(K + u + v)`` and the loop iterates on
+    scalings, two vector-matrix products per iteration::
+
+        s_u <- (a / E s_v)^phi w_u,    s_v <- (b / E^T s_u)^phi w_v
+
+    with the same iterates as :func:`_log_sinkhorn`. The scalings are folded back
+    (``u += log s_u``, a new ``E``) at the end, or when one strays more than ``e^30``
+    from 1; an exact log-domain step follows then, and a pair whose scalings left the
+    float range (cost / epsilon in the thousands) has its segment undone, so it never
+    sees NaN. One log-domain step opens the loop unless ``start_log`` is False.
+    """
+    it, log_error, need_log = 0, progress.error, start_log
+    while True:
+        if need_log:
+            u, v, log_error = _log_step(k, u, v)
+            it += 1
+            if it >= max_iter:
+                progress.record(it, log_error)
+                return progress.result(u, v, k.plan(u, v))
+        E = k.absorb(u, v)
+        s_u, s_v = E.ones()
+        rows = E.rows(s_v)
+        while True:
+            steps = min(check_every - (it % check_every), max_iter - it)
+            if check_early and it < check_every:
+                steps = min(steps, max(it, 2))  # the count about doubles
+            for _ in range(steps):
+                s_prev = s_u
+                s_u = E.update_u(rows)
+                s_v = E.update_v(E.cols(s_u))
+                rows = E.rows(s_v)
+            error = E.error(s_u, s_prev, rows)
+            it += steps
+            if not early_stop:
+                # No host sync: fold back at every check, then a log-domain step.
+                u, v, ok = E.fold(s_u, s_v, check=True)
+                progress.record(it, torch.where(ok, error, log_error))
+                if it >= max_iter:
+                    return progress.result(*_repaired(k, u, v, ok))
+                need_log = True
+                break
+            progress.record(it, error)
+            # One host sync for both decisions: the extreme scalings and the worst error.
+            lo, hi, worst = torch.stack([*E.extremes(s_u, s_v), error.amax()]).tolist()
+            all_safe = SAFE_MIN < lo and hi < SAFE_MAX  # False for NaN
+            all_converged = worst <= progress.tol  # False for NaN
+            if all_safe and (all_converged or it >= max_iter):
+                u, v, _ = E.fold(s_u, s_v, check=False)
+                return progress.result(u, v, E.plan(s_u, s_v))
+            if not all_safe:
+                # Fold back, then an exact log-domain step: entries of E that
+                # underflowed may matter once the scalings move that far. A pair whose
+                # scalings left the float range is undone and measured nothing: keep
+                # what its log step measured.
+                u, v, ok = E.fold(s_u, s_v, check=True)
+                progress.error = torch.where(ok, error, log_error)
+                if all_converged or it >= max_iter:
+                    return progress.result(*_repaired(k, u, v, ok))
+                need_log = True
+                break
+
+
+def regulariser(k: Kernel, u, v, plan, epsilon: float, tau: Optional[float]) -> torch.Tensor:
+    """``epsilon KL(P | a b^T)`` (+ ``tau [KL(P 1 | a) + KL(P^T 1 | b)]``), per pair.
+
+    KL is the generalised one, ``sum p log(p/q) - p + q``, as in POT. Computed from the
+    log-plan so that autodiff never sees ``log 0``: ``log(P_ij / a_i b_j) = K_ij + u_i
+    - log a_i + v_j - log b_j``, with the -inf of padding replaced by 0 (P is 0 there).
+    """
+    p = k.problem
+    ru = torch.nan_to_num(u - p.log_a, nan=0.0, posinf=0.0, neginf=0.0)
+    rv = torch.nan_to_num(v - p.log_b, nan=0.0, posinf=0.0, neginf=0.0)
+    log_ratio = k.K + ru[:, :, None] + rv[:, None, :]
+    mass = plan.sum((1, 2))
+    kl = (plan * log_ratio).sum((1, 2)) - mass + p.a.sum(-1) * p.b.sum(-1)
+    out = epsilon * kl
+    if tau is not None:
+        out = out + tau * (_kl_vec(plan.sum(-1), p.a) + _kl_vec(plan.sum(-2), p.b))
+    return out
+
+
+def _kl_vec(m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    live = w > 0
+    one = torch.ones_like(m)
+    m_safe = torch.where(live, m, one)
+    w_safe = torch.where(live, w, one)
+    t = m_safe * torch.log(m_safe.clamp_min(torch.finfo(m.dtype).tiny) / w_safe) - m_safe + w_safe
+    return torch.where(live, t, torch.zeros_like(t)).sum(-1)
+
+
+def check_solver_args(epsilon, tau, grad, method) -> Optional[float]:
+    """Shared argument checks; returns ``phi = tau / (tau + epsilon)`` (None if balanced)."""
+    _problem.check_positive("epsilon", epsilon)
+    _problem.check_positive("tau", tau, allow_none=True)
+    _problem.check_grad_mode(grad)
+    _problem.check_method(method)
+    return None if tau is None else tau / (tau + epsilon)
 
 
 def sinkhorn(
@@ -85,43 +316,29 @@ def sinkhorn(
         :class:`OTResult` with plan, value, value_linear, n_iter, converged, error,
         f and g.
     """
-    _core.check_positive("epsilon", epsilon)
-    _core.check_positive("tau", tau, allow_none=True)
-    _core.check_grad_mode(grad)
-    _core.check_method(method)
+    phi = check_solver_args(epsilon, tau, grad, method)
     if max_iter < 1 or check_every < 1:
         raise ValueError(f"max_iter and check_every must be >= 1, got {max_iter}, {check_every}")
-    problem = _core.prepare(cost, x_mask, y_mask, a, b)
-    phi = None if tau is None else tau / (tau + epsilon)
-    u, v = _core.init_potentials(problem, init, epsilon)
+    problem = _problem.prepare(cost, x_mask, y_mask, a, b)
+    u, v = _problem.init_potentials(problem, init, epsilon)
 
     track = grad == "autodiff"
-    with _core.solve_mode(track):
-        K = _core.kernel(problem.cost if track else problem.cost.detach(), problem, epsilon)
-        out = _core.sinkhorn_loop(
-            K, problem, u, v, phi, max_iter, tol, check_every, early_stop, method,
-            check_early=init is not None and tol > 0,
-        )
+    with solve_mode(track):
+        k = Kernel.from_cost(problem, epsilon, phi,
+                             problem.cost if track else problem.cost.detach())
+        out = solve(k, u, v, max_iter, tol, check_every, early_stop, method,
+                    check_early=init is not None and tol > 0)
+        reg = regulariser(k, out.u, out.v, out.plan, epsilon, tau)
         u, v, plan, n_iter, converged, error = (
             out.u, out.v, out.plan, out.n_iter, out.converged, out.error
         )
-        reg = _core.entropic_terms(problem, K, u, v, plan, epsilon, tau)
-    if not track:  # out of inference mode (see _core.solve_mode)
+    if not track:  # out of inference mode (see kernel.solve_mode)
         u, v, plan, reg, n_iter, converged, error = (
             t.clone() for t in (u, v, plan, reg, n_iter, converged, error)
         )
 
     cost_in = problem.cost.detach() if grad == "detach" else problem.cost
     value_linear = (plan * cost_in).sum((1, 2))
-    value = value_linear + reg
-    f_out, g_out = _core.potentials_out(problem, u.detach(), v.detach(), epsilon)
-    return OTResult(
-        plan=plan,
-        value=value,
-        value_linear=value_linear,
-        n_iter=n_iter,
-        converged=converged,
-        error=error,
-        f=f_out,
-        g=g_out,
-    )
+    f, g = _problem.potentials_out(problem, u.detach(), v.detach(), epsilon)
+    return OTResult(plan=plan, value=value_linear + reg, value_linear=value_linear,
+                    n_iter=n_iter, converged=converged, error=error, f=f, g=g)

@@ -76,7 +76,16 @@ def test_matches_pot_nonsymmetric_structures():
 def test_linearised_cost_nonsymmetric_matches_brute_force():
     """The plan-gradient of the quadratic term for directed graphs and a plan whose
     marginals are not a, b (as in the unbalanced solver): against an einsum."""
-    from espnet_otreg.ot.gromov import _quad_grad
+    from espnet_otreg.ot.graphs import DenseGraph
+    from espnet_otreg.ot.gromov import QuadraticProblem, quadratic_gradient
+    from espnet_otreg.ot.problem import prepare
+
+    def _quad_grad(cx, cy, cx2, cy2, P, m, n, symmetric):
+        # tau set: the linearisation uses the plan's own marginals m, n
+        g = lambda c: DenseGraph(c, symmetric)  # noqa: E731
+        qp = QuadraticProblem(prepare(P, None, None, None, None), g(cx), g(cy), g(cx2), g(cy2),
+                              alpha=0.5, tau=1.0, symmetric=symmetric)
+        return quadratic_gradient(qp, P)
 
     g = torch.Generator().manual_seed(4)
     cx, cy = torch.rand(2, 5, 5, generator=g, dtype=torch.float64), torch.rand(2, 3, 3, generator=g, dtype=torch.float64)

@@ -173,20 +173,27 @@ def test_stabilized_and_log_give_the_same_iterates(tau):
 
 
 def test_scaling_segment_undoes_a_pair_whose_scalings_leave_float_range():
-    from espnet_otreg.ot._core import SAFE_MAX, SAFE_MIN, _Scaling, prepare
+    from espnet_otreg.ot.kernel import SAFE_MAX, SAFE_MIN, Kernel
+    from espnet_otreg.ot.problem import prepare
 
     K = torch.zeros(2, 3, 2)
     problem = prepare(K, None, None, None, None)  # uniform marginals
     u, v = torch.zeros(2, 3), torch.zeros(2, 2)
     u[1, 0] = -1e4  # row 0 of pair 1 underflows: E row = 0, its scaling = inf
     for phi in (None, 0.9):
-        seg = _Scaling(K, problem, phi)
-        seg.start(u, v)
-        err = seg.run(3)
-        lo, hi = seg.extremes()
+        E = Kernel.from_cost(problem, 1.0, phi).absorb(u, v)
+        s_u, s_v = E.ones()
+        rows = E.rows(s_v)
+        for _ in range(3):
+            s_prev = s_u
+            s_u = E.update_u(rows)
+            s_v = E.update_v(E.cols(s_u))
+            rows = E.rows(s_v)
+        err = E.error(s_u, s_prev, rows)
+        lo, hi = E.extremes(s_u, s_v)
         assert not (SAFE_MIN < lo and hi < SAFE_MAX)  # the loop folds back and repairs
         assert torch.isfinite(err[0]) and not torch.isfinite(err[1])
-        nu, nv, ok = seg.absorb(check=True)
+        nu, nv, ok = E.fold(s_u, s_v, check=True)
         assert ok.tolist() == [True, False]
         assert torch.equal(nu[1], u[1]) and torch.equal(nv[1], v[1])  # undone
         assert not torch.equal(nu[0], u[0])  # the healthy pair moved
@@ -197,11 +204,11 @@ def test_far_scalings_are_absorbed_and_the_iterates_stay_exact(monkeypatch):
     """Large costs at small epsilon move the potentials by thousands within a few
     iterations: the loop folds the scalings back into the potentials (new segments)
     and its iterates stay those of the pure log-domain method, NaN-free."""
-    from espnet_otreg.ot import _core
+    from espnet_otreg.ot.kernel import Kernel
 
     starts = []
-    start = _core._Scaling.start
-    monkeypatch.setattr(_core._Scaling, "start", lambda self, u, v: starts.append(1) or start(self, u, v))
+    absorb = Kernel.absorb
+    monkeypatch.setattr(Kernel, "absorb", lambda self, u, v: starts.append(1) or absorb(self, u, v))
     _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, seed=9)
     for tau in (None, 1.0):
         starts.clear()
