@@ -136,7 +136,8 @@ class GMOTAligner(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, rho={self.rho}, epsilon={self.epsilon}, ws={self.ws}, "
-            f"window_mode={self.window_mode}, tau={self.tau}, max_iter={self.max_iter}x{self.inner_max_iter}"
+            f"window_mode={self.window_mode}, tau={self.tau}, "
+            f"max_iter={self.max_iter}x{self.inner_max_iter}"
         )
 
     def forward(
