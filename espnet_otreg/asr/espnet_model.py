@@ -55,7 +55,7 @@ from espnet_otreg.asr.teacher import Teacher
 from espnet_otreg.ot import lengths_to_mask
 
 # Prefixes of the training-only parameters (absent from an exported CTC model).
-TRAIN_ONLY_PREFIXES = ("adapter.", "fusion.", "ctc_fused.")
+TRAIN_ONLY_PREFIXES = ("adapter.", "fusion.", "ctc_fused.", "gmot.")
 
 
 class ESPnetGMOTModel(ESPnetASRModel):
@@ -72,8 +72,21 @@ class ESPnetGMOTModel(ESPnetASRModel):
             the features at every step.
         adapter_hidden: hidden size of the two-layer adapter (default teacher_dim).
         alpha, rho, epsilon, ws, tau: the coupling (:class:`GMOTAligner`).
+        window_mode, ws_frames, ws_tokens, prior, epsilon_mode: further
+            :class:`GMOTAligner` choices (defaults: today's behaviour).
+        epsilon_schedule: None, or ``{start: e0, end: e1, steps: T}``: epsilon goes
+            from ``e0`` to ``e1`` geometrically over the first ``T`` training steps
+            (start smooth, end sharp; our option), then stays at ``e1``. The step
+            count is a buffer (``gmot.step``), so a resumed run continues it.
         beta: weight of ``L_gmot + L_align``.
         lambda_: weight of the fused-representation CTC loss (0 disables the fusion).
+        fusion_source: what the fused branch adds to the frames ``H_A``:
+            ``"teacher"`` (default, the paper's ``W gamma* Z_L``: the teacher
+            features of the reference transcript, which the decoder never sees),
+            ``"acoustic"`` (``W gamma* Z~_L``: the frames rebuilt from their tokens'
+            acoustic means ``gamma*^T H``, no teacher feature) or ``"none"`` (the
+            fused CTC sees ``LayerNorm(H_A)`` alone: the extra CTC loss without any
+            coupling). The last two are our ablations.
         edge_metric, align_loss, ot_max_iter, ot_inner_max_iter, ot_tol, ot_grad,
             ot_early_stop: :class:`GMOTAligner` options.
         share_fused_ctc: the fused CTC uses the main CTC head (default) or its own.
@@ -115,6 +128,13 @@ class ESPnetGMOTModel(ESPnetASRModel):
         ot_grad: str = "envelope",
         ot_early_stop: bool = True,
         share_fused_ctc: bool = True,
+        window_mode: str = "zero",
+        ws_frames: Optional[int] = None,
+        ws_tokens: Optional[int] = None,
+        prior: str = "inside",
+        epsilon_mode: str = "absolute",
+        epsilon_schedule: Optional[Dict[str, float]] = None,
+        fusion_source: str = "teacher",
         ctc_weight: float = 1.0,
         interctc_weight: float = 0.0,
         **kwargs,
@@ -131,6 +151,17 @@ class ESPnetGMOTModel(ESPnetASRModel):
             )
         if beta < 0 or lambda_ < 0:
             raise ValueError(f"beta and lambda_ must be >= 0, got {beta}, {lambda_}")
+        if fusion_source not in ("teacher", "acoustic", "none"):
+            raise ValueError(
+                f"fusion_source must be 'teacher', 'acoustic' or 'none', got {fusion_source!r}"
+            )
+        if epsilon_schedule is not None:
+            missing = {"start", "end", "steps"} - set(epsilon_schedule)
+            if missing or min(epsilon_schedule["start"], epsilon_schedule["end"]) <= 0:
+                raise ValueError(
+                    "epsilon_schedule needs start > 0, end > 0 and steps, got "
+                    f"{epsilon_schedule}"
+                )
         super().__init__(
             vocab_size=vocab_size,
             token_list=token_list,
@@ -162,11 +193,18 @@ class ESPnetGMOTModel(ESPnetASRModel):
             alpha=alpha, rho=rho, epsilon=epsilon, ws=ws, tau=tau,
             edge_metric=edge_metric, align_loss=align_loss, max_iter=ot_max_iter,
             inner_max_iter=ot_inner_max_iter, tol=ot_tol, grad=ot_grad,
-            early_stop=ot_early_stop,
+            early_stop=ot_early_stop, window_mode=window_mode, ws_frames=ws_frames,
+            ws_tokens=ws_tokens, prior=prior, epsilon_mode=epsilon_mode,
         )
+        self.epsilon_schedule = epsilon_schedule
+        if epsilon_schedule is not None:  # training steps so far (kept by checkpoints)
+            self.gmot.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.fusion_source = fusion_source
+        self._step: Optional[int] = None  # Python mirror of gmot.step (no per-step sync)
         if lambda_ > 0:
             self.fusion = torch.nn.Sequential()
-            self.fusion.add_module("proj", torch.nn.Linear(teacher_dim, d_enc))
+            if fusion_source != "none":  # (no unused parameters: DDP needs none)
+                self.fusion.add_module("proj", torch.nn.Linear(teacher_dim, d_enc))
             self.fusion.add_module("norm", torch.nn.LayerNorm(d_enc))
             self.ctc_fused = None if share_fused_ctc else CTC(
                 odim=vocab_size, encoder_output_size=d_enc
@@ -292,11 +330,23 @@ class ESPnetGMOTModel(ESPnetASRModel):
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
+    def epsilon(self) -> float:
+        """epsilon for the current training step (``epsilon_schedule``), else the
+        configured one."""
+        sch = self.epsilon_schedule
+        if sch is None:
+            return self.gmot.epsilon
+        if self._step is None:  # read the checkpointed count once (one host sync)
+            self._step = int(self.gmot.step)
+        t = min(self._step / max(float(sch["steps"]), 1.0), 1.0)
+        return float(sch["start"]) * (float(sch["end"]) / float(sch["start"])) ** t
+
     def _couple(self, encoder_out, encoder_out_lens, z, z_lens) -> Tuple[GMOTOutput, torch.Tensor]:
         """gamma* between the adapted frames and the teacher tokens; also the frame mask."""
         h_mask = lengths_to_mask(encoder_out_lens, encoder_out.size(1))
         z_mask = lengths_to_mask(z_lens, z.size(1))
-        return self.gmot(self.adapter(encoder_out), h_mask, z, z_mask), h_mask
+        out = self.gmot(self.adapter(encoder_out), h_mask, z, z_mask, epsilon=self.epsilon())
+        return out, h_mask
 
     def _gmot_terms(self, encoder_out, encoder_out_lens, text, text_lengths, z, z_lens, stats):
         out, h_mask = self._couple(encoder_out, encoder_out_lens, z, z_lens)
@@ -305,9 +355,20 @@ class ESPnetGMOTModel(ESPnetASRModel):
         loss_align = out.align.sum() / n_valid
         extra = self.beta * (loss_gmot + loss_align)
         stats.update(loss_gmot=loss_gmot.detach(), loss_align=loss_align.detach())
+        if self.epsilon_schedule is not None:
+            stats["ot_epsilon"] = torch.tensor(self.epsilon())
+            if self.training:
+                self._step += 1
+                self.gmot.step += 1
         if self.fusion is not None:
-            z_frames = out.frames_from_tokens.to(encoder_out.dtype)
-            fused = self.fusion.norm(encoder_out + self.fusion.proj(z_frames))
+            fused = encoder_out
+            if self.fusion_source == "teacher":  # W gamma* Z_L (the paper's)
+                fused = fused + self.fusion.proj(out.frames_from_tokens.to(encoder_out.dtype))
+            elif self.fusion_source == "acoustic":  # W gamma* Z~_L: no teacher feature
+                p = out.plan
+                rebuilt = p @ out.tokens_from_frames / p.sum(2).clamp_min(1e-12)[..., None]
+                fused = fused + self.fusion.proj(rebuilt.to(encoder_out.dtype))
+            fused = self.fusion.norm(fused)
             ctc = self.ctc if self.ctc_fused is None else self.ctc_fused
             loss_fused = ctc(fused, encoder_out_lens, text, text_lengths)
             extra = extra + self.lambda_ * loss_fused

@@ -83,10 +83,22 @@ class GMOTAligner(torch.nn.Module):
         ws: edge window in positions on both graphs (None: complete graphs). With a
             window the structures are banded, ``(B, L, 2 ws + 1)``: an FGW outer step
             costs ``O(N ws M)`` instead of ``O(N^2 M)``.
+        ws_frames, ws_tokens: a window for one graph only (None: ``ws``). ``ws: 5``
+            spans 0.2 s of frames at 40 ms per frame but about 1.5 s of characters;
+            the paper gives one ``ws``; separate windows are our option.
         window_mode: how FGW reads an absent edge (only with ``ws``): ``"zero"`` (an
             edge of cost 0, as the dense windowed matrix; the default) or
             ``"masked"`` (absent edges leave the GW sum). The paper does not say;
             see :func:`espnet_otreg.ot.fused_gromov_wasserstein`.
+        prior: where the temporal prior enters: ``"inside"`` the linear term
+            (default: ``(1 - alpha) <D_AL + rho T, gamma>``, so alpha also scales
+            rho) or ``"outside"`` it (``(1 - alpha) <D_AL, gamma> + rho <T, gamma>``:
+            an alpha ablation keeps the prior's strength). The paper writes the
+            prior as a cost on positions without placing it; both are our readings.
+        epsilon_mode: ``"absolute"`` (default: ``epsilon`` in cost units; 1 - cos
+            costs lie in [0, 2]) or ``"relative"`` (``epsilon`` times each pair's
+            largest linear cost, as OTReg scales its plan: the same sharpness for
+            utterances whose costs are all near 1).
         tau: KL marginal relaxation (None: balanced OT).
         edge_metric: ``"cosine"`` (paper) or ``"sqeuclidean"``/``"euclidean"``.
         align_loss: ``"cosine"`` (1 - cos) or ``"mse"``.
@@ -114,6 +126,10 @@ class GMOTAligner(torch.nn.Module):
         grad: str = "envelope",
         early_stop: bool = True,
         window_mode: str = "zero",
+        ws_frames: Optional[int] = None,
+        ws_tokens: Optional[int] = None,
+        prior: str = "inside",
+        epsilon_mode: str = "absolute",
     ):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
@@ -129,13 +145,25 @@ class GMOTAligner(torch.nn.Module):
         self.max_iter, self.inner_max_iter, self.tol = max_iter, inner_max_iter, tol
         if window_mode not in ("zero", "masked"):
             raise ValueError(f"window_mode must be 'zero' or 'masked', got {window_mode!r}")
+        if prior not in ("inside", "outside"):
+            raise ValueError(f"prior must be 'inside' or 'outside', got {prior!r}")
+        if prior == "outside" and rho > 0 and alpha >= 1.0:
+            raise ValueError("prior: outside needs alpha < 1 (the linear term carries it)")
+        if epsilon_mode not in ("absolute", "relative"):
+            raise ValueError(f"epsilon_mode must be 'absolute' or 'relative', got {epsilon_mode!r}")
+        if ws is None and (ws_frames is not None or ws_tokens is not None):
+            raise ValueError("ws_frames / ws_tokens refine a window: set ws too")
         self.grad = grad
         self.window_mode = window_mode
         self.early_stop = early_stop
+        self.ws_frames = ws if ws_frames is None else ws_frames
+        self.ws_tokens = ws if ws_tokens is None else ws_tokens
+        self.prior, self.epsilon_mode = prior, epsilon_mode
 
     def extra_repr(self) -> str:
         return (
-            f"alpha={self.alpha}, rho={self.rho}, epsilon={self.epsilon}, ws={self.ws}, "
+            f"alpha={self.alpha}, rho={self.rho} ({self.prior}), epsilon={self.epsilon} "
+            f"({self.epsilon_mode}), ws={self.ws_frames}/{self.ws_tokens}, "
             f"window_mode={self.window_mode}, tau={self.tau}, "
             f"max_iter={self.max_iter}x{self.inner_max_iter}"
         )
@@ -146,30 +174,47 @@ class GMOTAligner(torch.nn.Module):
         h_mask: torch.Tensor,
         z: torch.Tensor,
         z_mask: torch.Tensor,
+        epsilon: Optional[float] = None,
     ) -> GMOTOutput:
-        """Couple frames ``h`` (B, N, D) with tokens ``z`` (B, M, D); masks are bool."""
+        """Couple frames ``h`` (B, N, D) with tokens ``z`` (B, M, D); masks are bool.
+        ``epsilon`` overrides the configured one for this call (a schedule)."""
         valid = h_mask.any(1) & z_mask.any(1)
         # A pair with no token (or no frame) is solved as an empty problem: zero plan.
         h_mask = h_mask & valid[:, None]
         z_mask = z_mask & valid[:, None]
 
         node = ot.cosine(h, z, h_mask, z_mask)
-        cost = node + self.rho * ot.temporal_prior(h_mask, z_mask) if self.rho else node
+        cost = node
+        if self.rho:
+            # (1 - alpha) multiplies the linear term in FGW: "outside" undoes it for T.
+            w = self.rho if self.prior == "inside" else self.rho / (1.0 - self.alpha)
+            cost = node + w * ot.temporal_prior(h_mask, z_mask)
         banded = self.ws is not None
-        c_h = ot.structure(h, h_mask, self.edge_metric, window=self.ws, banded=banded)
-        c_z = ot.structure(z, z_mask, self.edge_metric, window=self.ws, banded=banded)
+        c_h = ot.structure(h, h_mask, self.edge_metric, window=self.ws_frames, banded=banded)
+        c_z = ot.structure(z, z_mask, self.edge_metric, window=self.ws_tokens, banded=banded)
+        scale = None
+        if self.epsilon_mode == "relative":
+            # Solving (C/s, Cx/sqrt(s), Cy/sqrt(s)) with epsilon is solving the pair's
+            # own problem with epsilon * s (the square loss scales like C).
+            scale = cost.detach().amax((1, 2)).clamp_min(1e-8)[:, None, None]
+            cost, c_h, c_z = cost / scale, c_h / scale.sqrt(), c_z / scale.sqrt()
         res = ot.fused_gromov_wasserstein(
             cost, c_h, c_z, h_mask, z_mask,
-            alpha=self.alpha, epsilon=self.epsilon, tau=self.tau,
-            max_iter=self.max_iter, inner_max_iter=self.inner_max_iter, tol=self.tol,
-            grad=self.grad, early_stop=self.early_stop,
-            ws=self.ws, window_mode=self.window_mode if banded else "zero",
+            alpha=self.alpha, epsilon=self.epsilon if epsilon is None else epsilon,
+            tau=self.tau, max_iter=self.max_iter, inner_max_iter=self.inner_max_iter,
+            tol=self.tol, grad=self.grad, early_stop=self.early_stop,
+            ws=(self.ws_frames, self.ws_tokens) if banded else None,
+            window_mode=self.window_mode if banded else "zero",
         )
         plan = res.plan
-        # FGW distance without the constant temporal prior: <D_AL, gamma> replaces
-        # <D_AL + rho T, gamma> in the linear part.
-        linear = (node * plan.to(node.dtype)).sum((1, 2)) if self.rho else res.value_linear
-        fgw = (1.0 - self.alpha) * linear + self.alpha * res.value_quadratic
+        # FGW distance without the constant temporal prior, on the unscaled costs:
+        # <D_AL, gamma> replaces <D_AL + rho T, gamma> in the linear part.
+        if self.rho or scale is not None:
+            linear = (node * plan.to(node.dtype)).sum((1, 2))
+        else:
+            linear = res.value_linear
+        quadratic = res.value_quadratic if scale is None else res.value_quadratic * scale[:, 0, 0]
+        fgw = (1.0 - self.alpha) * linear + self.alpha * quadratic
 
         # Projections in the plan's float32 (bf16/fp16 would flush its small entries).
         p = plan

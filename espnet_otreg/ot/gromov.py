@@ -61,7 +61,7 @@ stationary point that is the exact gradient of the FGW value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -222,7 +222,7 @@ def fused_gromov_wasserstein(
     grad: str = "envelope",
     init_plan: Optional[torch.Tensor] = None,
     method: str = "stabilized",
-    ws: Optional[int] = None,
+    ws: Optional[Union[int, Tuple[int, int]]] = None,
     window_mode: str = "zero",
 ) -> FGWResult:
     """Solve a padded batch of entropic fused Gromov-Wasserstein problems.
@@ -255,7 +255,9 @@ def fused_gromov_wasserstein(
         method: inner Sinkhorn method, ``"stabilized"`` or ``"log"`` (see
             :func:`espnet_otreg.ot.sinkhorn`).
         ws: window half-width: ``c_x``, ``c_y`` are bands of edges ``|i - k| <= ws``
-            (module docstring); None: dense matrices.
+            (module docstring); a pair ``(ws_x, ws_y)`` gives each graph its own
+            window (e.g. frames and tokens of different durations); None: dense
+            matrices.
         window_mode: ``"zero"`` (an absent edge has cost 0, as a dense windowed
             matrix) or ``"masked"`` (absent edges leave the sum; needs ``ws``).
 
@@ -267,8 +269,10 @@ def fused_gromov_wasserstein(
         raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
     if window_mode == "masked" and ws is None:
         raise ValueError("window_mode='masked' needs banded structures (ws)")
-    if ws is not None and (int(ws) != ws or ws < 0):
-        raise ValueError(f"ws must be an int >= 0 or None, got {ws!r}")
+    ws_x, ws_y = ws if isinstance(ws, (tuple, list)) else (ws, ws)
+    for w in (ws_x, ws_y):
+        if (w is None) != (ws is None) or (w is not None and (int(w) != w or w < 0)):
+            raise ValueError(f"ws must be an int >= 0, a pair of them, or None, got {ws!r}")
     if cost is None:
         if alpha != 1.0:
             raise ValueError("cost may only be None for pure Gromov-Wasserstein (alpha = 1)")
@@ -285,8 +289,8 @@ def fused_gromov_wasserstein(
     if not torch.is_tensor(cost) or cost.dim() != 3:
         _problem.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
     B, N, M = cost.shape
-    _check_structure("c_x", c_x, B, N, ws)
-    _check_structure("c_y", c_y, B, M, ws)
+    _check_structure("c_x", c_x, B, N, ws_x)
+    _check_structure("c_y", c_y, B, M, ws_y)
     if init_plan is not None and tuple(init_plan.shape) != (B, N, M):
         raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
     # FGW is symmetric in its two graphs. Solve with the shorter side as the plan's
@@ -295,7 +299,7 @@ def fused_gromov_wasserstein(
     swap = N > M
     problem = _problem.prepare(cost, x_mask, y_mask, a, b, transpose=swap)
     if swap:
-        c_x, c_y = c_y, c_x
+        c_x, c_y, ws_x, ws_y = c_y, c_x, ws_y, ws_x
         init_plan = None if init_plan is None else init_plan.transpose(1, 2)
     dt = problem.cost.dtype
     # Edge costs on padding are irrelevant (no mass): zero them with a float mask
@@ -305,8 +309,8 @@ def fused_gromov_wasserstein(
     if ws is None:
         gx, gy = DenseGraph(c_x.to(dt), symmetric), DenseGraph(c_y.to(dt), symmetric)
     else:
-        gx = BandedGraph(c_x.to(dt), ws, symmetric=symmetric)
-        gy = BandedGraph(c_y.to(dt), ws, symmetric=symmetric)
+        gx = BandedGraph(c_x.to(dt), ws_x, symmetric=symmetric)
+        gy = BandedGraph(c_y.to(dt), ws_y, symmetric=symmetric)
     gx, gy = gx.masked(mx), gy.masked(my)
     if ws is not None:  # short graphs: their dense form once, shared by the maps below
         gx.dense(), gy.dense()
@@ -316,8 +320,8 @@ def fused_gromov_wasserstein(
     qp = QuadraticProblem(problem, gx, gy, gx.map(square, True), gy.map(square, True),
                           float(alpha), tau, symmetric)
     if window_mode == "masked":
-        qp.w_x = BandedGraph(band_mask(mx, ws), ws)
-        qp.w_y = BandedGraph(band_mask(my, ws), ws)
+        qp.w_x = BandedGraph(band_mask(mx, ws_x), ws_x)
+        qp.w_y = BandedGraph(band_mask(my, ws_y), ws_y)
     # (Cy^2 b)_j over the longer side, shared by the fixed kernel and the value.
     qy_in = qp.c_y2.matvec(problem.b) if tau is None and qp.w_x is None else None
     C_in = problem.cost.detach() if grad == "detach" else problem.cost
