@@ -16,5 +16,5 @@ for system in train_asr_ctc_conformer train_asr_ot_cakt train_asr_tot_cakt; do
 done
 echo
 echo "mini/RESULTS.md (synthetic mini corpus: a pipeline check, not AISHELL-1 numbers):"
-sed -n '/^|system|/,/^$/p' mini/RESULTS.md
+sed -n '/^|system|config|/,/^$/p' mini/RESULTS.md
 echo "mini comparison: $(( $(date +%s) - start )) s"
