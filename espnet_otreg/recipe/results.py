@@ -76,10 +76,13 @@ def md_table(head: Sequence[str], rows: Iterable[Sequence]) -> List[str]:
 
 
 def metric_line(*, system: str, dataset: str, split: str, metric: str, value: float,
-                decoding: str = "", source: str = "") -> str:
-    """A hidden line recording one number of ours (read back by :func:`read_metrics`)."""
+                decoding: str = "", source: str = "", dataset_id: str = "") -> str:
+    """A hidden line recording one number of ours (read back by :func:`read_metrics`).
+    ``dataset_id``: the data set's Hub id (model-index ``dataset.type``), if it has one."""
     d = dict(system=system, dataset=dataset, split=split, metric=metric,
              value=round(float(value), 2), decoding=decoding, source=source)
+    if dataset_id:
+        d["dataset_id"] = dataset_id
     return f"<!-- metric: {json.dumps(d, ensure_ascii=False)} -->"
 
 

@@ -112,7 +112,7 @@ def model_card(out_dir: Path, *, repo: str, results: Optional[Path], language: L
     metrics = read_metrics(results) if results and Path(results).is_file() else []
     eval_results = [
         EvalResult(task_type=TASKS.get(m["metric"], "automatic-speech-recognition"),
-                   dataset_type=datasets[0] if datasets else m["dataset"],
+                   dataset_type=m.get("dataset_id") or m["dataset"],
                    dataset_name=m["dataset"], dataset_split=m["split"],
                    metric_type=m["metric"], metric_value=m["value"],
                    metric_name=f"{m['metric'].upper()} ({m['system']}, {m['decoding']})"

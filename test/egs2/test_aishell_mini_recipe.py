@@ -55,6 +55,13 @@ def test_mini_recipe_all_stages(tmp_path):
     assert (exp / "asr_model_valid.cer_ctc.ave.zip").is_file()
     assert (exp / "export_ctc" / "model.pth").is_file()
     assert "decoded identically by stock ESPnet" in log
+    # Stage 14 packs the export too; stage 16 lays out the zoo folder with a model card.
+    assert (exp / "asr_model_valid.cer_ctc.ave_export_ctc.zip").is_file()
+    hf = exp / "hf_train_asr_gmot"
+    assert (hf / "meta.yaml").is_file() and (hf / "asr_model_valid.cer_ctc.ave.zip").is_file()
+    assert "library_name: espnet" in (hf / "README.md").read_text(encoding="utf-8")
+    assert "## Environments" in results and "- espnet version: `espnet " in results
+    assert not (work / "RESULTS.md").exists()  # --mini never writes the committed one
 
     # Idempotent: stages 1-5 again find their work done and rewrite nothing.
     stamp = (work / "mini" / "dump" / "raw" / "org" / "train_sp" / "wav.scp").stat().st_mtime_ns

@@ -271,10 +271,10 @@ if stage_on 13; then
     done
   done
   "${PYTHON}" local/make_results.py --expdir "${expdir}" --out "${asr_exp}/RESULTS.md" \
-    --only "${asr_exp}" --dataset_name "${dataset_name}" >&2
+    --only "${asr_exp}" --dataset_name "${dataset_name}" --dataset_id "${hf_dataset}" >&2
   sed -n '/^|system|/,/^$/p' "${asr_exp}/RESULTS.md" >&2
   "${PYTHON}" local/make_results.py --expdir "${expdir}" --out "${results_md}" \
-    --dataset_name "${dataset_name}" >&2
+    --dataset_name "${dataset_name}" --dataset_id "${hf_dataset}" >&2
 fi
 
 model_tag="${inference_asr_model%.pth}"

@@ -90,7 +90,10 @@ if is_true "${mini}"; then
     ngpu=0; gpu_inference=false; audio_format=wav
     nj=$(( nj > 2 ? 2 : nj )); inference_nj=$(( inference_nj > 2 ? 2 : inference_nj ))
 fi
-results_md=RESULTS.md; is_true "${mini}" && results_md="${mini_dir}/RESULTS.md"
+results_md=RESULTS.md; dataset_name=FLEURS; hf_dataset=google/fleurs
+if is_true "${mini}"; then
+    results_md="${mini_dir}/RESULTS.md"; dataset_name="FLEURS mini (synthetic)"; hf_dataset=
+fi
 
 train_set=train
 valid_set=dev
@@ -264,7 +267,8 @@ if stage_on 13; then
     log "Stage 13: RESULTS.md from ${expdir}/ -> ${results_md}"
     suffix=""; is_true "${mini}" && suffix="(mini synthetic corpus, tiny models: a CI check, not FLEURS)"
     "${PYTHON}" local/make_results.py --exp_dir "${expdir}" --out "${results_md}" \
-        --cross_name "${cross_name}" --title_suffix "${suffix}" >&2
+        --cross_name "${cross_name}" --title_suffix "${suffix}" \
+        --dataset_name "${dataset_name}" --dataset_id "${hf_dataset}" >&2
 fi
 
 packed=${asr_exp}/$(basename "${asr_exp}")_packed.zip
@@ -286,7 +290,7 @@ print(" ".join(m for m in ((c.get("encoder_conf") or {}).get("model_name_or_path
     "${PYTHON}" -m espnet_otreg.recipe.zoo prepare --packed "${packed}" --out "${hf_dir}" \
         --results "${results_md}" --repo "${hf_repo:-<user>/<name>}" --kind slm \
         --language $(echo "${langs}" | tr ' ' '\n' | sed 's/_.*//' | sort -u | grep -v '^default$\|^all$' | tr '\n' ' ') \
-        --dataset google/fleurs --license apache-2.0 --base_model ${base_models} \
+        --dataset ${hf_dataset} --license apache-2.0 --base_model ${base_models} \
         --model_name "FLEURS speech-LLM (${asr_tag}, espnet-otreg)" \
         --description "A speech-LLM (Whisper encoder, projector, LLM with LoRA) trained on FLEURS with the ESPnet recipe egs2/fleurs_otreg/asr1 of espnet-otreg (config ${asr_config}; OTReg: arXiv 2508.08131). The frozen base models are named (and pinned by revision) in the config." >&2
     if is_true "${skip_upload_hf}"; then

@@ -55,7 +55,8 @@ def decode_dirs(exp: Path):
     return out
 
 
-def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path, dataset: str = "AISHELL-1"):
+def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path, dataset: str = "AISHELL-1",
+             dataset_id: str = "aishell"):
     exp = expdir / f"asr_{tag}"
     conf = next((str(p) for p in (conf_dir / f"{tag}.yaml", conf_dir / "tuning" / f"{tag}.yaml",
                                   conf_dir / "mini" / f"{tag}.yaml") if p.is_file()),
@@ -76,7 +77,7 @@ def rows_for(tag: str, what: str, expdir: Path, conf_dir: Path, dataset: str = "
             if s in nums:
                 n = nums[s]
                 metrics.append(metric_line(
-                    system=what, dataset=dataset, split=s, metric="cer",
+                    system=what, dataset=dataset, dataset_id=dataset_id, split=s, metric="cer",
                     value=n.get("cer", n["err"]), decoding=dec,
                     source=str(exp / f"{dec}_asr_model_{model[:-4]}" / s / "score_cer" / "result.txt")))
                 details.append(f"|{exp.name}/{dec}/{s}|{n['n_snt']}|{n['n_wrd']}|{n['corr']:.1f}|"
@@ -94,6 +95,7 @@ def main() -> None:
     p.add_argument("--only", type=Path, default=None, help="one exp dir only")
     p.add_argument("--dataset_name", default="AISHELL-1",
                    help="the data set the numbers are on (model card metrics)")
+    p.add_argument("--dataset_id", default="aishell", help="its Hub id ('': none)")
     a = p.parse_args()
 
     systems = list(SYSTEMS)
@@ -107,7 +109,7 @@ def main() -> None:
 
     rows, details, metrics = [], [], []
     for tag, what in systems:
-        r, d, m = rows_for(tag, what, a.expdir, a.conf_dir, a.dataset_name)
+        r, d, m = rows_for(tag, what, a.expdir, a.conf_dir, a.dataset_name, a.dataset_id)
         rows += r
         details += d
         metrics += m

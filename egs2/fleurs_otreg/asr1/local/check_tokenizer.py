@@ -41,7 +41,8 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     name = tokenizer_name(a.config)
-    tok = AutoTokenizer.from_pretrained(name, revision=(conf.get("llm_conf") or {}).get("revision"))
+    revision = ((yaml.safe_load(a.config.read_text()) or {}).get("llm_conf") or {}).get("revision")
+    tok = AutoTokenizer.from_pretrained(name, revision=revision)
     lengths: dict[str, list[int]] = {}
     mismatch, empty = [], []
     for d in a.data_dirs:
