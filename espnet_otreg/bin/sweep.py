@@ -202,7 +202,9 @@ def main(argv=None) -> Dict:
     run_args = shlex.split(args.run_args)
     mini = "--mini" in run_args and run_args[run_args.index("--mini") + 1] == "true"
     expdir = recipe / (args.expdir or ("mini/exp" if mini else "exp"))
-    exp_prefix = "slm_" if "fleurs" in recipe.as_posix() else "asr_"
+    # run.sh trains into <expdir>/asr_<tag> (AISHELL) or <expdir>/slm_<tag> (FLEURS)
+    run_sh = (recipe / "run.sh").read_text(encoding="utf-8")
+    exp_prefix = "slm_" if re.search(r"asr_exp=\"?\$\{expdir\}/slm_", run_sh) else "asr_"
     first, _, last = args.stages.partition("-")
     plan = [(s, seed) for s in settings(grid) for seed in args.seeds]
     runs: List[Dict] = []

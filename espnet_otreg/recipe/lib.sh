@@ -217,3 +217,30 @@ _progress_view() {  # $1: log, $2: pid to follow; prints ESPnet's epoch summarie
         | sed -u -E 's/.* ([0-9]+epoch) results: .*\[valid\] (.*)/  \1 valid: \2/; s/^(.{160}).*/\1/' >&2 \
         || true
 }
+
+run_sweep() {  # run_sweep <asr_config> <expdir> <results_md> -- <run.sh's own arguments>
+    # --sweep "k=v1,v2 k2=..." [--sweep_seeds "0 1 2"]: instead of one training run,
+    # python -m espnet_otreg.bin.sweep trains every setting x seed through this run.sh
+    # again (stages 11 to min(13, --stop_stage)), with every other option as given, and
+    # writes mean and sd per setting into the RESULTS.md and one plot per key.
+    local config=$1 expdir_=$2 results=$3; shift 4
+    local passed=() skip=0 a
+    for a in "$@"; do  # drop the options the sweep sets itself
+        if [ "${skip}" = 1 ]; then skip=0; continue; fi
+        case "${a}" in
+            --stage|--stop_stage|--sweep|--sweep_seeds|--asr_config|--asr_tag) skip=1 ;;
+            --stage=*|--stop_stage=*|--sweep=*|--sweep_seeds=*|--asr_config=*|--asr_tag=*) ;;
+            *) passed+=("${a}") ;;
+        esac
+    done
+    local grid=() g run_args_=
+    for g in ${sweep}; do grid+=(--grid "${g}"); done
+    [ "${#passed[@]}" -eq 0 ] || run_args_=$(printf '%q ' "${passed[@]}")
+    local last=$(( stop_stage < 13 ? stop_stage : 13 ))
+    log "sweep ${sweep} x seeds ${sweep_seeds}: stages 11-${last} per run (${config})"
+    # shellcheck disable=SC2086
+    "${PYTHON}" -m espnet_otreg.bin.sweep --recipe_dir . --config "${config}" "${grid[@]}" \
+        --seeds ${sweep_seeds} --stages "11-${last}" --expdir "${expdir_}" --sets ${test_sets} \
+        --results_md "${results}" --run_args "${run_args_}" \
+        || die "sweep failed: rerun the same command to resume it"
+}

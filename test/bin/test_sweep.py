@@ -54,3 +54,16 @@ def test_plot_and_read_scores(tmp_path):
     assert sweep.read_scores(exp, ["test"]) is None
     (exp / "dec/test/score/scores.json").write_text(json.dumps({"avg": 7.5}))
     assert sweep.read_scores(exp, ["test"]) == {"test": 7.5}
+
+
+def test_stage_13_keeps_the_sweep_tables(tmp_path):
+    """RESULTS.md is rewritten by every stage 13; the sweep blocks stay in it."""
+    from espnet_otreg.recipe.results import write_results
+
+    md = tmp_path / "RESULTS.md"
+    write_results(md, title="t", intro=["first"], sections=["| a |"])
+    sweep.update_results(md, "alpha", "### Sweep `alpha`\n\n| 0 | 1.00 |\n")
+    write_results(md, title="t", intro=["second"], sections=["| b |"])
+    text = md.read_text()
+    assert "second" in text and "first" not in text and "| b |" in text
+    assert text.count("<!-- sweep:alpha -->") == 1 and "| 0 | 1.00 |" in text

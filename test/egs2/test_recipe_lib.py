@@ -70,3 +70,35 @@ def test_run_training_progress_has_no_log_race(tmp_path):
     r = _bash("run_training exp/b/train.log -- bash -c 'echo RuntimeError: bad; exit 2'", tmp_path)
     assert r.returncode == 1 and "training failed (exit 2)" in r.stderr
     assert "RuntimeError: bad" in r.stderr
+
+
+def test_run_sweep_hands_the_grid_and_the_other_options_to_the_sweep_tool(tmp_path):
+    """run.sh --sweep "k=v1,v2 ..." --sweep_seeds "..": espnet_otreg.bin.sweep gets the
+    grid, seeds, stages 11-13 and every other option of the command line as --run_args
+    (the ones the sweep sets itself left out)."""
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
+    stub.chmod(0o755)
+    r = _bash(f'PYTHON={stub}; stage=1; stop_stage=16; sweep=; sweep_seeds=0; '
+              'test_sets="dev test"; parse_options "$@"; '
+              'run_sweep conf/a.yaml exp RESULTS.md -- "$@"', tmp_path,
+              "--stage", "11", "--sweep", "alpha=0,0.02 rho=0,0.5", "--sweep_seeds", "0 1",
+              "--stop_stage", "16")
+    assert r.returncode == 0, r.stderr
+    args = [a[1:-1] for a in r.stdout.splitlines()]
+    assert args[:2] == ["-m", "espnet_otreg.bin.sweep"]
+    for opt, value in (("--config", "conf/a.yaml"), ("--stages", "11-13"), ("--expdir", "exp"),
+                       ("--results_md", "RESULTS.md"), ("--run_args", "")):
+        assert args[args.index(opt) + 1] == value, (opt, args)
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--grid"] == ["alpha=0,0.02", "rho=0,0.5"]
+    seeds = args.index("--seeds")
+    assert args[seeds + 1 : seeds + 3] == ["0", "1"]
+    sets = args.index("--sets")
+    assert args[sets + 1 : sets + 3] == ["dev", "test"]
+    r = _bash(f'PYTHON={stub}; stage=1; stop_stage=12; sweep=; sweep_seeds=0; test_sets=test; '
+              'mini=false; asr_args=; parse_options "$@"; run_sweep c.yaml e R.md -- "$@"',
+              tmp_path, "--sweep", "lambda_=0,0.3", "--stop_stage", "12", "--mini", "true",
+              "--asr_args", "--max_epoch 1")
+    args = [a[1:-1] for a in r.stdout.splitlines()]
+    assert args[args.index("--stages") + 1] == "11-12"
+    assert args[args.index("--run_args") + 1] == "--mini true --asr_args --max_epoch\\ 1 "

@@ -67,6 +67,8 @@ hf_public=false           # create the Hub repository public (default: private)
 
 train_set=train
 valid_set=dev
+sweep=                    # model_conf grid "k=v1,v2 k2=..." over --sweep_seeds (stages 11-13)
+sweep_seeds=0
 parse_options "$@"
 
 mini_dir=mini   # not an option: conf/mini/train_asr_gmot.yaml reads its teacher from here
@@ -206,6 +208,11 @@ if stage_on 10; then
         "${asr_stats_dir}/${d}/text_shape" >"${asr_stats_dir}/${d}/text_shape.char"
     done
   fi
+fi
+
+if [ -n "${sweep}" ] && stage_on 11; then
+  run_sweep "${asr_config}" "${expdir}" "${results_md}" -- "$@"
+  exit 0
 fi
 
 if stage_on 11; then

@@ -61,7 +61,7 @@ inference_config=conf/decode_slm.yaml
 phase1_model=valid.acc.ave.pth        # phase-1 checkpoint phase 2 starts from
 inference_model=valid.acc.ave.pth
 asr_tag=              # exp/slm_<asr_tag>; default: the config's name
-train_args=           # extra arguments for slm_train (e.g. multi-node settings)
+asr_args=             # extra options for slm_train (as asr.sh's --asr_args; e.g. multi-node)
 inference_args=       # extra arguments for slm_inference
 batch_size=16         # decoding batch size
 modality_gap=true     # stage 13: also the modality-gap report
@@ -73,6 +73,8 @@ skip_upload_hf=true   # stage 16: false uploads the folder to --hf_repo
 hf_repo=              # e.g. your-name/fleurs_otreg_slm (token: $HF_TOKEN only)
 hf_public=false       # create the Hub repository public (default: private)
 
+sweep=                    # model_conf grid "k=v1,v2 k2=..." over --sweep_seeds (stages 11-13)
+sweep_seeds=0
 parse_options "$@"
 
 mini_dir=mini   # not an option: conf/mini/*.yaml read their tiny models from here
@@ -204,8 +206,13 @@ train_one() {  # $1: config, $2: exp dir, $3...: extra args
         $(data_args train "${data_feats}/${train_set}") $(data_args valid "${data_feats}/${valid_set}") \
         --train_shape_file "${stats_dir}/train/speech_shape" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" \
-        --resume true --output_dir "${dir}" "$@" ${train_args}
+        --resume true --output_dir "${dir}" "$@" ${asr_args}
 }
+
+if [ -n "${sweep}" ] && stage_on 11; then
+  run_sweep "${asr_config}" "${expdir}" "${results_md}" -- "$@"
+  exit 0
+fi
 
 if stage_on 11; then
     need_slm slm_train
