@@ -21,8 +21,8 @@ from pathlib import Path
 
 from espnet_otreg.recipe.results import metric_line, write_results
 
-#: Published (OTReg paper, arXiv 2508.08131, abstract/summary): average WER of OTReg.
-#: The paper's per-language numbers and its baselines' numbers are not in our notes.
+#: Published (OTReg paper, arXiv 2508.08131, abstract): average WER of OTReg.
+#: Its per-language numbers and its baselines' numbers are not reproduced here.
 PUBLISHED = {("otreg", "in"): 6.90, ("otreg", "cross"): 13.12}
 SYSTEMS = [("base", "base SLM"), ("ctc", "base + CTC"), ("otreg", "OTReg")]
 
@@ -159,7 +159,7 @@ def main(argv=None):
              "(espnet_otreg.data.text_norm). *avg* is the mean over "
              "languages, *pooled* counts every word once. \"-\": not trained/scored here. "
              "*published*: the OTReg paper's reported average (arXiv 2508.08131), for comparison "
-             "only; its baselines' and per-language numbers are not in our notes."]
+             "only; its baselines' and per-language numbers are not reproduced here."]
     lines = rate_table(results, a.in_domain, "in", f"In-domain: FLEURS `{a.in_domain}`")
     lines += rate_table(results, a.cross_name, "cross", f"Cross-domain: `{a.cross_name}` (CoVoST-2 / Common Voice)")
     lines += gap_table(results)
