@@ -4,11 +4,11 @@ and the trained model's CER must be far below chance. Then a second run must fin
 every stage done and change nothing it already wrote."""
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from recipe_helpers import copy_recipe
 
 from espnet_otreg.data.scoring import parse_result
 
@@ -22,11 +22,7 @@ MAX_CER = 40.0
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_mini_recipe_all_stages(tmp_path):
-    work = tmp_path / "asr1"
-    work.mkdir()
-    for name in ("run.sh", "path.sh", "conf", "local"):
-        src = RECIPE / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    work = copy_recipe(RECIPE, tmp_path / "asr1")
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env['PATH']}"
     r = subprocess.run(["bash", "run.sh", "--mini", "true"], cwd=work, env=env,

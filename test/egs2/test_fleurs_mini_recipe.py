@@ -10,7 +10,6 @@ Everything goes under mini/ (data, dump, exp, RESULTS.md): the committed RESULTS
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from recipe_helpers import copy_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "fleurs_otreg" / "asr1"
 REPO = RECIPE.parents[2]
@@ -26,11 +26,7 @@ MAX_WER = 60.0
 
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("fleurs_mini") / "asr1"
-    work.mkdir()
-    for name in ("run.sh", "path.sh", "conf", "local"):
-        src = RECIPE / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    work = copy_recipe(RECIPE, tmp_path_factory.mktemp("fleurs_mini") / "asr1")
     env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1")
     t0 = time.time()

