@@ -80,19 +80,37 @@ _job_path() { local p=$1; echo "${p//JOB/$2}"; }
 _n_gpus() { local n; n=$(nvidia-smi -L 2>/dev/null | wc -l); [ "${n}" -gt 0 ] || n=1; echo "${n}"; }
 
 # _submit_job CMD LOG GPU COMMAND...: start one job in the background ($! is its pid;
-# its exit status is the job's). GPU: empty, or the device to pin it to. The one place
-# a new backend goes.
+# its exit status is the job's). GPU: empty, the device to pin it to, or "train" for
+# the training launch (run_training). The one place a new backend goes:
+# - local: the command itself;
+# - slurm: python -m espnet_otreg.bin.launch --cmd slurm, one `sbatch --wait` job per
+#   split job (a GPU job asks for one GPU); training as one job of --num_nodes nodes
+#   with one srun task per GPU (--ngpu a node; CPU: one task) and ESPnet's
+#   --dist_launcher slurm. run.sh's --slurm_opts go to every submission (partition,
+#   account, time, ...: see launch --help). launch writes LOG itself (run.pl style);
+#   what sbatch says goes to LOG.submit.
 _submit_job() {
     local backend=$1 job_log=$2 gpu=$3; shift 3
     case "${backend}" in
         local)
-            if [ -n "${gpu}" ]; then
+            if [ -n "${gpu}" ] && [ "${gpu}" != train ]; then
                 CUDA_VISIBLE_DEVICES=${gpu} "$@" >"${job_log}" 2>&1 &
             else
                 "$@" >"${job_log}" 2>&1 &
             fi
             ;;
-        *) die "--cmd ${backend}: unknown job backend (supported: local)" ;;
+        slurm)
+            local -a how=(--nj 1)
+            if [ "${gpu}" = train ]; then
+                how=(--train --num_nodes "${num_nodes:-1}" --gpus "${ngpu:-0}")
+            elif [ -n "${gpu}" ]; then
+                how+=(--gpus 1)
+            fi
+            # shellcheck disable=SC2086
+            "${PYTHON}" -m espnet_otreg.bin.launch --cmd slurm ${slurm_opts:-} "${how[@]}" \
+                --log "${job_log}" -- "$@" >"${job_log}.submit" 2>&1 &
+            ;;
+        *) die "--cmd ${backend}: unknown job backend (supported: local, slurm)" ;;
     esac
 }
 
@@ -199,7 +217,7 @@ run_training() {
     fi
     # The log exists before the progress view opens it (no "cannot open" race).
     : >"${log_file}"
-    _submit_job "${cmd_}" "${log_file}" "" "$@"
+    _submit_job "${cmd_}" "${log_file}" train "$@"
     local pid=$!
     _progress_view "${log_file}" "${pid}" &
     local view=$! rc=0

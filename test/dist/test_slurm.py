@@ -97,3 +97,27 @@ def test_stats_training_decoding_through_slurm(slurm, tmp_path):
         decoded += [ln.split()[0] for ln in
                     (tmp_path / f"dec/output.{j}/1best_recog/text").read_text().splitlines()]
     assert sorted(decoded) == utts
+
+
+def test_recipe_job_runner_through_slurm(slurm, tmp_path):
+    """The recipes' run_jobs --cmd slurm (what stages 10 and 12 call): split, one
+    sbatch --wait job per part, merge; a failing part stops it with its log tail."""
+    import subprocess
+
+    from espnet_otreg.recipe import LIB_SH
+
+    (tmp_path / "wav.scp").write_text("".join(f"u{i} /x/{i}.wav\n" for i in range(5)))
+    env = dict(slurm_env(slurm), PYTHON=sys.executable)
+    script = (f'set -euo pipefail; . "{LIB_SH}"; slurm_opts="--time 0:05:00"; '
+              'run_jobs --cmd slurm --nj 2 --name demo --split wav.scp out/keys.JOB.scp '
+              '--log out/job.JOB.log --merge out/res.JOB out/res -- '
+              'bash -c "sed \'s/ .*/ done/\' out/keys.JOB.scp > out/res.JOB; exit $FAIL"')
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=dict(env, FAIL="0"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out/res").read_text() == "".join(f"u{i} done\n" for i in range(5))
+    assert "demo: 2 jobs running (slurm)" in r.stderr
+    assert "# Ended (code 0)" in (tmp_path / "out/job.1.log").read_text()
+    r = subprocess.run(["bash", "-c", script.replace("out/", "bad/")], cwd=tmp_path,
+                       env=dict(env, FAIL="3"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "demo failed" in r.stderr, r.stderr

@@ -51,8 +51,26 @@ def test_run_jobs_reports_the_failing_job(tmp_path):
 
 
 def test_run_jobs_unknown_backend(tmp_path):
-    r = _bash("run_jobs --cmd slurm --nj 1 --log l.JOB -- true", tmp_path)
-    assert r.returncode == 1 and "--cmd slurm: unknown job backend" in r.stderr
+    r = _bash("run_jobs --cmd sge --nj 1 --log l.JOB -- true", tmp_path)
+    assert r.returncode == 1 and "--cmd sge: unknown job backend (supported: local, slurm)" in r.stderr
+
+
+def test_slurm_backend_submits_through_launch(tmp_path):
+    """--cmd slurm: each split job is one launch --cmd slurm --nj 1 submission (a GPU job
+    asks for one GPU), training one launch --train of --num_nodes x --ngpu, with
+    run.sh's --slurm_opts (the real Slurm runs are in test/dist/test_slurm.py)."""
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\necho "$*" >> calls.txt\n')
+    stub.chmod(0o755)
+    r = _bash(f'PYTHON={stub}; slurm_opts="--partition gpu --time 1:00:00"; num_nodes=2; ngpu=4; '
+              'run_jobs --cmd slurm --nj 2 --gpu false --log logs/j.JOB.log -- echo JOB; '
+              'run_training --cmd slurm logs/train.log -- python -m x --ngpu 4', tmp_path)
+    assert r.returncode == 0, r.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    head = "-m espnet_otreg.bin.launch --cmd slurm --partition gpu --time 1:00:00"
+    assert sorted(calls[:2]) == [f"{head} --nj 1 --log logs/j.{j}.log -- echo {j}" for j in (1, 2)]
+    assert calls[2] == (f"{head} --train --num_nodes 2 --gpus 4 --log logs/train.log -- "
+                        "python -m x --ngpu 4")
 
 
 def test_run_training_progress_has_no_log_race(tmp_path):

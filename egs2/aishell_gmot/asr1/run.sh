@@ -25,7 +25,8 @@ cd "$(dirname "$0")"
 stage=1
 stop_stage=16
 mini=false                # true: synthetic mini corpus + tiny configs, all under mini/
-cmd=local                 # job backend of run_jobs / run_training
+cmd=local                 # job backend of run_jobs / run_training: local or slurm
+slurm_opts=               # --cmd slurm: sbatch options, e.g. "--partition gpu --time 1-00:00:00"
 nj=8                      # parallel jobs for data preparation and collect-stats
 inference_nj=8            # parallel decoding jobs
 ngpu=auto                 # GPUs for training (auto: 1 if nvidia-smi sees one, else 0)

@@ -34,7 +34,8 @@ cd "$(dirname "$0")"
 stage=1
 stop_stage=100
 mini=false            # true: tiny synthetic corpus + tiny models, CPU; all under mini/
-cmd=local             # job backend of run_jobs / run_training
+cmd=local             # job backend of run_jobs / run_training: local or slurm
+slurm_opts=           # --cmd slurm: sbatch options, e.g. "--partition gpu --time 1-00:00:00"
 nj=4                  # parallel jobs for data stages and stats
 inference_nj=4        # parallel decoding jobs (CPU); use 1 per GPU with --gpu_inference
 ngpu=1                # GPUs for training (>1: DistributedDataParallel on this node)
