@@ -203,7 +203,7 @@ class GMOTAligner(torch.nn.Module):
             alpha=self.alpha, epsilon=self.epsilon if epsilon is None else epsilon,
             tau=self.tau, max_iter=self.max_iter, inner_max_iter=self.inner_max_iter,
             tol=self.tol, grad=self.grad, early_stop=self.early_stop,
-            ws=(self.ws_frames, self.ws_tokens) if banded else None,
+            ws=self.ws_frames if self.ws_frames == self.ws_tokens else (self.ws_frames, self.ws_tokens),
             window_mode=self.window_mode if banded else "zero",
         )
         plan = res.plan

@@ -170,6 +170,14 @@ class _Cosine(torch.autograd.Function):
         return dx, dy, None, None
 
 
+def _exact(x: torch.Tensor):
+    """No autocast around the cost Functions: under AMP their products would run in
+    bf16/fp16 and hand a half-precision output and gradient to a backward that runs
+    outside autocast, next to float32 inputs (a dtype error). Costs stay in the compute
+    dtype, as every OT input does."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 def _padding(x, y, x_mask, y_mask):
     """``(B, N, M)`` bool, True where a pair touches padding (one pass), or None."""
     if x_mask is None and y_mask is None:
@@ -201,7 +209,8 @@ def sqeuclidean(
     _check_pair(x, y, x_mask, y_mask)
     dt = compute_dtype(x)
     x, y = x.to(dt), y.to(dt)
-    return _SqEuclidean.apply(x, y, _padding(x, y, x_mask, y_mask))
+    with _exact(x):
+        return _SqEuclidean.apply(x, y, _padding(x, y, x_mask, y_mask))
 
 
 def cosine(
@@ -220,7 +229,8 @@ def cosine(
     _check_pair(x, y, x_mask, y_mask)
     dt = compute_dtype(x)
     x, y = x.to(dt), y.to(dt)
-    return _Cosine.apply(x, y, _padding(x, y, x_mask, y_mask), eps)
+    with _exact(x):
+        return _Cosine.apply(x, y, _padding(x, y, x_mask, y_mask), eps)
 
 
 def _positions(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

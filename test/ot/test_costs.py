@@ -112,3 +112,21 @@ def test_pair_cost_functions_match_plain_autograd(metric):
     c = fn(xb, y.detach().bfloat16())
     c.sum().backward()
     assert c.dtype == torch.float32 and xb.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_costs_under_autocast_are_float32_forward_and_backward(metric):
+    """Under AMP (bf16 autocast, as --use_amp trains) a bf16 x and a float32 y give a
+    float32 cost equal to the float32 computation, and gradients of each input's dtype
+    (the custom backward runs outside autocast)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 8, generator=g).bfloat16().requires_grad_(True)
+    y = torch.randn(2, 4, 8, generator=g).requires_grad_(True)
+    fn = getattr(costs, metric)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = fn(x, y)
+    c.sum().backward()
+    assert c.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+    assert y.grad.dtype == torch.float32 and torch.isfinite(y.grad).all()
+    want = fn(x.detach().float(), y.detach())
+    torch.testing.assert_close(c.detach(), want, atol=1e-6, rtol=1e-6)
