@@ -68,7 +68,7 @@ this entry point for stage 10 (collect stats, ``--nj``), stage 11 (``--train``,
 
 With ``--cmd local`` the training command keeps its own ``--ngpu N
 --multiprocessing_distributed true``; with ``--cmd slurm`` those are overridden as
-described above. Tested against a real single-node Slurm: ``test/dist/test_slurm.py``.
+described above. Tested against a real single-node Slurm: ``test/distributed/test_slurm.py``.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def test_run_jobs_unknown_backend(tmp_path):
 def test_slurm_backend_submits_through_launch(tmp_path):
     """--cmd slurm: each split job is one launch --cmd slurm --nj 1 submission (a GPU job
     asks for one GPU), training one launch --train of --num_nodes x --ngpu, with
-    run.sh's --slurm_opts (the real Slurm runs are in test/dist/test_slurm.py)."""
+    run.sh's --slurm_opts (the real Slurm runs are in test/distributed/test_slurm.py)."""
     stub = tmp_path / "python"
     stub.write_text('#!/bin/sh\necho "$*" >> calls.txt\n')
     stub.chmod(0o755)

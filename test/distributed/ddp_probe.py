@@ -1,6 +1,6 @@
 """Run an ESPnet training CLI under torchrun and record, per rank, what DDP did.
 
-    torchrun --nproc_per_node 2 test/dist/ddp_probe.py PROBE_DIR MODULE [CLI ARGS...]
+    torchrun --nproc_per_node 2 test/distributed/ddp_probe.py PROBE_DIR MODULE [CLI ARGS...]
 
 ``MODULE`` is a training entry point (``espnet_otreg.bin.asr_train``, ``..slm_train``);
 its ``main`` runs unchanged. The probe only observes, through public hooks:
