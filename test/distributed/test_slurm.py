@@ -121,3 +121,37 @@ def test_recipe_job_runner_through_slurm(slurm, tmp_path):
     r = subprocess.run(["bash", "-c", script.replace("out/", "bad/")], cwd=tmp_path,
                        env=dict(env, FAIL="3"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "demo failed" in r.stderr, r.stderr
+
+
+def test_aishell_mini_recipe_stages_10_to_12_with_cmd_slurm(slurm, tmp_path):
+    """./run.sh --cmd slurm on the AISHELL mini recipe: collect stats and decoding as
+    sbatch jobs, training as a Slurm job through srun with --dist_launcher slurm."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1"
+    work = tmp_path / "asr1"
+    work.mkdir()
+    for name in ("run.sh", "path.sh", "conf", "local"):
+        (shutil.copytree if (recipe / name).is_dir() else shutil.copy2)(recipe / name, work / name)
+    env = dict(slurm_env(slurm), PYTHON=sys.executable)
+    common = ["--mini", "true", "--asr_args", "--max_epoch 1", "--test_sets", "test",
+              "--inference_configs", "conf/mini/decode_ctc_greedy.yaml"]
+    r = subprocess.run(["bash", "run.sh", "--stage", "1", "--stop_stage", "6", *common],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(["bash", "run.sh", "--stage", "10", "--stop_stage", "12", *common,
+                        "--cmd", "slurm", "--slurm_opts", "--time 0:15:00"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "collect stats: 2 jobs running (slurm)" in r.stderr
+    exp = work / "mini/exp"
+    logdir = exp / "asr_stats_raw_zh_char_sp/logdir"
+    assert "# Ended (code 0)" in (logdir / "stats.1.log").read_text()
+    assert "sbatch --parsable --wait" in (logdir / "stats.1.log.submit").read_text()
+    train_log = (exp / "asr_train_asr_gmot/train.log").read_text()
+    assert "srun" in train_log.splitlines()[0] and "--dist_launcher slurm" in train_log
+    assert "1epoch results" in train_log
+    decoded = list(exp.glob("asr_train_asr_gmot/*/test/text"))
+    assert decoded and decoded[0].read_text().strip()
