@@ -45,6 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from espnet_otreg.recipe.results import put_sweep_block
+
 
 def parse_grid(items: Sequence[str]) -> Dict[str, List]:
     """``["alpha=0,0.02", "ws=null,5"]`` -> ``{"alpha": [0, 0.02], "ws": [None, 5]}``
@@ -157,19 +159,6 @@ def plot(path: Path, key: str, grid: Dict[str, List], runs: List[Dict], set_name
     plt.close(fig)
 
 
-def update_results(results_md: Path, name: str, body: str) -> None:
-    """Put ``body`` between this sweep's markers in RESULTS.md (replaced on reruns)."""
-    begin, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = results_md.read_text(encoding="utf-8") if results_md.is_file() else ""
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + block
-    results_md.write_text(text, encoding="utf-8")
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,7 +246,7 @@ def main(argv=None) -> Dict:
         plot(out / f"sweep_{key}.png", key, grid, runs, args.sets[-1], metric)
     results_md = Path(args.results_md) if args.results_md else (
         recipe / ("mini/RESULTS.md" if mini else "RESULTS.md"))
-    update_results(results_md, name, body)
+    put_sweep_block(results_md, name, body)
     print(body)
     logging.info(f"sweep {name}: {len(runs)} runs -> {out}, {results_md}")
     return summary

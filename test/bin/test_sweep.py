@@ -7,6 +7,7 @@ import math
 import pytest
 
 from espnet_otreg.bin import sweep
+from espnet_otreg.recipe.results import put_sweep_block
 
 
 def test_parse_grid_reads_yaml_values():
@@ -34,9 +35,9 @@ def test_table_mean_sd_and_missing_runs():
 def test_update_results_replaces_its_own_block(tmp_path):
     md = tmp_path / "RESULTS.md"
     md.write_text("# Results\n\ntable\n")
-    sweep.update_results(md, "a", "first\n")
-    sweep.update_results(md, "b", "other\n")
-    sweep.update_results(md, "a", "second\n")
+    put_sweep_block(md, "a", "first\n")
+    put_sweep_block(md, "b", "other\n")
+    put_sweep_block(md, "a", "second\n")
     text = md.read_text()
     assert text.startswith("# Results\n\ntable\n") and "first" not in text
     assert text.count("<!-- sweep:a -->") == 1 and "second" in text and "other" in text
@@ -62,7 +63,7 @@ def test_stage_13_keeps_the_sweep_tables(tmp_path):
 
     md = tmp_path / "RESULTS.md"
     write_results(md, title="t", intro=["first"], sections=["| a |"])
-    sweep.update_results(md, "alpha", "### Sweep `alpha`\n\n| 0 | 1.00 |\n")
+    put_sweep_block(md, "alpha", "### Sweep `alpha`\n\n| 0 | 1.00 |\n")
     write_results(md, title="t", intro=["second"], sections=["| b |"])
     text = md.read_text()
     assert "second" in text and "first" not in text and "| b |" in text
