@@ -72,7 +72,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
             the features at every step.
         adapter_hidden: hidden size of the two-layer adapter (default teacher_dim).
         alpha, rho, epsilon, ws, tau: the coupling (:class:`GMOTAligner`).
-        window_mode, ws_frames, ws_tokens, prior, epsilon_mode: further
+        window_mode, ws_frames, ws_tokens, prior, epsilon_mode, tau_frames,
+            tau_tokens: further
             :class:`GMOTAligner` choices (defaults: today's behaviour).
         epsilon_schedule: None, or ``{start: e0, end: e1, steps: T}``: epsilon goes
             from ``e0`` to ``e1`` geometrically over the first ``T`` training steps
@@ -131,6 +132,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         window_mode: str = "zero",
         ws_frames: Optional[int] = None,
         ws_tokens: Optional[int] = None,
+        tau_frames: Optional[float] = None,
+        tau_tokens: Optional[float] = None,
         prior: str = "inside",
         epsilon_mode: str = "absolute",
         epsilon_schedule: Optional[Dict[str, float]] = None,
@@ -195,6 +198,7 @@ class ESPnetGMOTModel(ESPnetASRModel):
             inner_max_iter=ot_inner_max_iter, tol=ot_tol, grad=ot_grad,
             early_stop=ot_early_stop, window_mode=window_mode, ws_frames=ws_frames,
             ws_tokens=ws_tokens, prior=prior, epsilon_mode=epsilon_mode,
+            tau_frames=tau_frames, tau_tokens=tau_tokens,
         )
         self.epsilon_schedule = epsilon_schedule
         if epsilon_schedule is not None:  # training steps so far (kept by checkpoints)

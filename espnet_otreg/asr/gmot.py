@@ -17,7 +17,10 @@ with node cost ``D_AL(i, j) = 1 - cos(h_i, z_j)``, temporal prior
 ``T(i, j) = |i / N - j / M|`` (pushes gamma towards a monotonic, diagonal coupling)
 and uniform marginals ``a = 1/N``, ``b = 1/M``. ``tau`` relaxes the marginals (KL, as
 in the group's unbalanced follow-up, arXiv 2509.05609): silence frames need not be
-matched.
+matched. ``tau_frames`` / ``tau_tokens`` relax one side only: with ``tau_frames``
+alone every token must be matched while frames (silence) may shed mass, the one-sided
+reading of that follow-up; its exact formulation is not available to us, so the KL
+relaxation of the frame marginal is our choice.
 
 Special cases, all of them configs of the same class: ``alpha = 0`` is plain OT
 alignment (OT-CAKT), ``alpha = 0, rho > 0`` is temporal-order-preserving OT
@@ -99,7 +102,11 @@ class GMOTAligner(torch.nn.Module):
             costs lie in [0, 2]) or ``"relative"`` (``epsilon`` times each pair's
             largest linear cost, as OTReg scales its plan: the same sharpness for
             utterances whose costs are all near 1).
-        tau: KL marginal relaxation (None: balanced OT).
+        tau: KL marginal relaxation of both marginals, in cost units like
+            ``epsilon`` (None: balanced OT).
+        tau_frames, tau_tokens: the relaxation of one marginal only (None: ``tau``),
+            e.g. ``tau_frames: 1.0`` with ``tau`` None: frames relaxed, every token
+            matched (one-sided unbalanced OT).
         edge_metric: ``"cosine"`` (paper) or ``"sqeuclidean"``/``"euclidean"``.
         align_loss: ``"cosine"`` (1 - cos) or ``"mse"``.
         max_iter, inner_max_iter, tol: FGW solver budget (see
@@ -130,6 +137,8 @@ class GMOTAligner(torch.nn.Module):
         ws_tokens: Optional[int] = None,
         prior: str = "inside",
         epsilon_mode: str = "absolute",
+        tau_frames: Optional[float] = None,
+        tau_tokens: Optional[float] = None,
     ):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
@@ -159,12 +168,15 @@ class GMOTAligner(torch.nn.Module):
         self.ws_frames = ws if ws_frames is None else ws_frames
         self.ws_tokens = ws if ws_tokens is None else ws_tokens
         self.prior, self.epsilon_mode = prior, epsilon_mode
+        self.tau_frames = tau if tau_frames is None else tau_frames
+        self.tau_tokens = tau if tau_tokens is None else tau_tokens
+        ot.tau_pair((self.tau_frames, self.tau_tokens))  # a clear error now, not at step 1
 
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, rho={self.rho} ({self.prior}), epsilon={self.epsilon} "
             f"({self.epsilon_mode}), ws={self.ws_frames}/{self.ws_tokens}, "
-            f"window_mode={self.window_mode}, tau={self.tau}, "
+            f"window_mode={self.window_mode}, tau={self.tau_frames}/{self.tau_tokens}, "
             f"max_iter={self.max_iter}x{self.inner_max_iter}"
         )
 
@@ -201,7 +213,7 @@ class GMOTAligner(torch.nn.Module):
         res = ot.fused_gromov_wasserstein(
             cost, c_h, c_z, h_mask, z_mask,
             alpha=self.alpha, epsilon=self.epsilon if epsilon is None else epsilon,
-            tau=self.tau, max_iter=self.max_iter, inner_max_iter=self.inner_max_iter,
+            tau=(self.tau_frames, self.tau_tokens), max_iter=self.max_iter, inner_max_iter=self.inner_max_iter,
             tol=self.tol, grad=self.grad, early_stop=self.early_stop,
             ws=self.ws_frames if self.ws_frames == self.ws_tokens else (self.ws_frames, self.ws_tokens),
             window_mode=self.window_mode if banded else "zero",

@@ -6,7 +6,8 @@ the kernel (:mod:`.kernel`: the Gibbs kernel and every numerical device behind a
 interface); and the solvers, which take a padded batch of problems and return an
 :class:`OTResult`:
 
-- :func:`sinkhorn`: entropic OT, balanced or unbalanced (``tau``), log domain.
+- :func:`sinkhorn`: entropic OT, balanced or unbalanced (``tau``; a pair
+  ``(tau_a, tau_b)`` with None on a hard side is one-sided, see :func:`tau_pair`).
 - :func:`fused_gromov_wasserstein`: entropic fused Gromov-Wasserstein (square loss).
 
 Masks (``True`` on real positions) say which rows and columns of a padded problem are
@@ -20,6 +21,7 @@ from espnet_otreg.ot import costs
 from espnet_otreg.ot.costs import cosine, sqeuclidean, structure, temporal_prior
 from espnet_otreg.ot.gromov import FGWResult, fused_gromov_wasserstein
 from espnet_otreg.ot.masks import lengths_to_mask
+from espnet_otreg.ot.problem import tau_pair
 from espnet_otreg.ot.sinkhorn import OTResult, sinkhorn
 
 __all__ = [
@@ -33,4 +35,5 @@ __all__ = [
     "OTResult",
     "FGWResult",
     "lengths_to_mask",
+    "tau_pair",
 ]

@@ -48,8 +48,9 @@ step is one product ``Cx (P Cy)`` fused into the kernel, then the inner iteratio
 The pair is solved with its shorter side as the plan's rows (the result is transposed
 back), so that the big dense product is a wide GEMM.
 
-Unbalanced (``tau``): the inner problems use KL-relaxed marginals and the
-linearisation uses the plan's current marginals instead of ``a``, ``b``. This is the
+Unbalanced (``tau``, one number or a pair ``(tau_a, tau_b)`` with None for a hard
+side): the inner problems use KL-relaxed marginals and the linearisation uses the
+plan's current marginal on each relaxed side instead of ``a`` or ``b``. This is the
 linearised scheme that the GM-OT group's unbalanced variant (arXiv 2509.05609)
 suggests; their exact formulation is not available to us, so treat it as our choice.
 
@@ -106,16 +107,19 @@ class QuadraticProblem:
     c_x2: Graph
     c_y2: Graph
     alpha: float
-    tau: Optional[float]
+    tau: Tuple[Optional[float], Optional[float]]  # (tau_a, tau_b), None: hard side
     symmetric: bool
     w_x: Optional[Graph] = None
     w_y: Optional[Graph] = None
+
+    def __post_init__(self):
+        self.tau = _problem.tau_pair(self.tau)
 
     @property
     def fixed_marginals(self) -> bool:
         """Balanced, symmetric, zero windows: the linearised cost is a fixed part plus
         ``-4 alpha Cx P Cy``."""
-        return self.tau is None and self.symmetric and self.w_x is None
+        return self.tau == (None, None) and self.symmetric and self.w_x is None
 
     def map(self, fn) -> "QuadraticProblem":
         """The same problem with ``fn`` applied to every graph tensor (e.g. detach)."""
@@ -136,10 +140,8 @@ def tensor_product(qp: QuadraticProblem, plan: torch.Tensor, transpose: bool = F
     cx, cy, cx2, cy2 = t(qp.c_x), t(qp.c_y), t(qp.c_x2), t(qp.c_y2)
     cross = _sandwich(cx, cy, plan)
     if qp.w_x is None:
-        if qp.tau is None:
-            m, n = qp.linear.a, qp.linear.b
-        else:
-            m, n = plan.sum(-1), plan.sum(-2)
+        m = qp.linear.a if qp.tau[0] is None else plan.sum(-1)
+        n = qp.linear.b if qp.tau[1] is None else plan.sum(-2)
         return cx2.matvec(m)[:, :, None] + cy2.matvec(n)[:, None, :] - 2.0 * cross
     wx, wy = t(qp.w_x), t(qp.w_y)
     return _sandwich(cx2, wy, plan) + _sandwich(wx, cy2, plan) - 2.0 * cross
@@ -210,7 +212,7 @@ def fused_gromov_wasserstein(
     epsilon: float = 0.1,
     a: Optional[torch.Tensor] = None,
     b: Optional[torch.Tensor] = None,
-    tau: Optional[float] = None,
+    tau: _problem.Tau = None,
     max_iter: int = 10,
     inner_max_iter: int = 50,
     tol: float = 1e-5,
@@ -238,7 +240,8 @@ def fused_gromov_wasserstein(
         alpha: weight of the structure term in ``[0, 1]`` (GM-OT's alpha).
         epsilon: entropic regularisation of every inner problem.
         a, b: marginals (default uniform over real nodes).
-        tau: KL marginal relaxation for the inner problems (None = balanced).
+        tau: KL marginal relaxation for the inner problems (None = balanced); a pair
+            ``(tau_a, tau_b)`` relaxes each marginal on its own, None keeping it hard.
         max_iter: outer (linearisation) iterations at most.
         inner_max_iter: Sinkhorn iterations per outer iteration at most.
         tol: outer convergence on the L1 change of the plan.
@@ -281,7 +284,7 @@ def fused_gromov_wasserstein(
         cost = c_x.new_zeros(c_x.shape[0], c_x.shape[1], c_y.shape[1])
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    phi = check_solver_args(epsilon, tau, grad, method)
+    taus, phi = check_solver_args(epsilon, tau, grad, method)
     if max_iter < 1 or inner_max_iter < 1 or check_every < 1:
         raise ValueError("max_iter, inner_max_iter and check_every must be >= 1")
     inner_tol = tol if inner_tol is None else inner_tol
@@ -300,6 +303,7 @@ def fused_gromov_wasserstein(
     problem = _problem.prepare(cost, x_mask, y_mask, a, b, transpose=swap)
     if swap:
         c_x, c_y, ws_x, ws_y = c_y, c_x, ws_y, ws_x
+        taus, phi = taus[::-1], phi[::-1]
         init_plan = None if init_plan is None else init_plan.transpose(1, 2)
     dt = problem.cost.dtype
     # Edge costs on padding are irrelevant (no mass): zero them with a float mask
@@ -318,12 +322,12 @@ def fused_gromov_wasserstein(
         gx, gy = gx.map(torch.Tensor.detach, True), gy.map(torch.Tensor.detach, True)
     square = lambda c: c * c  # noqa: E731
     qp = QuadraticProblem(problem, gx, gy, gx.map(square, True), gy.map(square, True),
-                          float(alpha), tau, symmetric)
+                          float(alpha), taus, symmetric)
     if window_mode == "masked":
         qp.w_x = BandedGraph(band_mask(mx, ws_x), ws_x)
         qp.w_y = BandedGraph(band_mask(my, ws_y), ws_y)
     # (Cy^2 b)_j over the longer side, shared by the fixed kernel and the value.
-    qy_in = qp.c_y2.matvec(problem.b) if tau is None and qp.w_x is None else None
+    qy_in = qp.c_y2.matvec(problem.b) if qp.tau == (None, None) and qp.w_x is None else None
     C_in = problem.cost.detach() if grad == "detach" else problem.cost
 
     track = grad == "autodiff"
@@ -367,7 +371,7 @@ def fused_gromov_wasserstein(
             if early_stop and tol > 0 and it < max_iter and bool(converged.all()):
                 break
         inner_conv = out.converged
-        reg = regulariser(k, u, v, plan, epsilon, tau)
+        reg = regulariser(k, u, v, plan, epsilon, taus)
     if not track:  # out of inference mode (see kernel.solve_mode)
         plan, u, v, reg, n_iter, converged, error, inner_conv = (
             t.clone() for t in (plan, u, v, reg, n_iter, converged, error, inner_conv)

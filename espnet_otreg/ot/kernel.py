@@ -24,15 +24,17 @@ only see the marginals are folded into the kernel, which is then four passes;
 transposes are cached and only built when a product needs a contiguous reduction;
 op chains run in place when autograd is off.
 
-The unbalanced update (KL-relaxed marginals, ``phi = tau / (tau + epsilon)``) is
-``u <- phi (log a - LSE_j(K_ij + v_j))``; ``phi = None`` is the balanced one.
+The unbalanced update (KL-relaxed marginals, ``phi_a = tau_a / (tau_a + epsilon)``) is
+``u <- phi_a (log a - LSE_j(K_ij + v_j))``, and the same for ``v`` with ``phi_b``; a
+side whose ``phi`` is None keeps its marginal hard (``phi = 1``), so ``phi = (None,
+None)`` is balanced OT and one None is one-sided unbalanced OT.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -112,6 +114,14 @@ def _exp_plan(K, u, v, live) -> torch.Tensor:
     return chain(K, ("add", u0[:, :, None]), ("add", v0[:, None, :]), ("mul", live), ("exp", None))
 
 
+# (phi_a, phi_b), None on a hard side; one number (or None) stands for both sides.
+Phi = Union[None, float, Tuple[Optional[float], Optional[float]]]
+
+
+def _relax(phi: Optional[float], x):
+    return x if phi is None else phi * x
+
+
 class Kernel:
     """The log-kernel ``K`` ``(B, N, M)`` of a problem, with its log-domain steps.
 
@@ -119,12 +129,14 @@ class Kernel:
     on the same problem (FGW's linearised costs) and shares the masks.
     """
 
-    def __init__(self, problem: Problem, K: torch.Tensor, phi: Optional[float], masks: Masks):
-        self.problem, self.K, self.phi, self.masks = problem, K, phi, masks
+    def __init__(self, problem: Problem, K: torch.Tensor, phi: Phi, masks: Masks):
+        self.problem, self.K, self.masks = problem, K, masks
+        self.phi_a, self.phi_b = phi if isinstance(phi, (tuple, list)) else (phi, phi)
+        self.balanced = self.phi_a is None and self.phi_b is None
         self._Kt = None  # K^T, contiguous: built on the first column update only
 
     @classmethod
-    def from_cost(cls, problem: Problem, epsilon: float, phi: Optional[float],
+    def from_cost(cls, problem: Problem, epsilon: float, phi: Phi,
                   cost: Optional[torch.Tensor] = None, scale: float = 1.0,
                   row: Optional[torch.Tensor] = None,
                   col: Optional[torch.Tensor] = None) -> "Kernel":
@@ -134,33 +146,30 @@ class Kernel:
         return cls(problem, log_kernel(problem, masks, cost, epsilon, scale, row, col), phi, masks)
 
     def replace(self, K: torch.Tensor) -> "Kernel":
-        return Kernel(self.problem, K, self.phi, self.masks)
+        return Kernel(self.problem, K, (self.phi_a, self.phi_b), self.masks)
 
     def with_cost(self, cost: torch.Tensor, epsilon: float) -> "Kernel":
         return self.replace(log_kernel(self.problem, self.masks, cost, epsilon))
 
     # ------------------------------------------------------------------ log domain
-    def _relax(self, x):
-        return x if self.phi is None else self.phi * x
-
     def update_u(self, v) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``u = phi (log a - LSE_j(K_ij + v_j))``; also returns the LSE (for
+        """``u = phi_a (log a - LSE_j(K_ij + v_j))``; also returns the LSE (for
         :meth:`error`)."""
         lse = torch.logsumexp(self.K + v[:, None, :], dim=-1)
-        return self._relax(self.problem.log_a - lse), lse
+        return _relax(self.phi_a, self.problem.log_a - lse), lse
 
     def update_v(self, u) -> torch.Tensor:
-        """``v = phi (log b - LSE_i(K_ij + u_i))``."""
+        """``v = phi_b (log b - LSE_i(K_ij + u_i))``."""
         if self._Kt is None:
             self._Kt = self.K.transpose(1, 2).contiguous()  # reduce over a contiguous dim
         lse = torch.logsumexp(self._Kt + u[:, None, :], dim=-1)
-        return self._relax(self.problem.log_b - lse)
+        return _relax(self.phi_b, self.problem.log_b - lse)
 
     def error(self, u, u_new, lse) -> torch.Tensor:
         """Error of the state ``(u, v)`` whose row update gave ``(u_new, lse)``:
         balanced, the L1 row-marginal error ``|exp(u + lse) - a|`` (columns are exact
         after a column update); unbalanced, ``max |u_new - u|`` over real rows."""
-        if self.phi is None:
+        if self.balanced:
             return (torch.exp(u + lse) - self.problem.a_solve).abs().sum(-1)
         change = torch.where(self.masks.real_a, (u_new - u).abs(), torch.zeros_like(u))
         return change.amax(-1)
@@ -175,11 +184,20 @@ class Kernel:
         return Scaled(self, u, v)
 
 
+def _relaxed_side(phi, marginal, u, real, ones, pad):
+    """A side's scaling-form marginal and weight ``w = exp((phi - 1) u0)``: the
+    marginal as it is and no weight on a hard side (``phi`` None)."""
+    if phi is None:
+        return marginal, None
+    w = torch.exp((phi - 1.0) * torch.where(real, u, torch.zeros_like(u))) * ones
+    return marginal + pad, w
+
+
 class Scaled:
     """``E = exp(K + u0 + v0)`` and scalings with ``P = diag(s_u) E diag(s_v)``.
 
-    The scaling updates are ``s_u = (a / E s_v)^phi w_u``, ``s_v = (b / E^T s_u)^phi
-    w_v`` with ``w_u = exp((phi - 1) u0)`` (1 when balanced), the log-domain update
+    The scaling updates are ``s_u = (a / E s_v)^phi_a w_u``, ``s_v = (b / E^T
+    s_u)^phi_b w_v`` with ``w_u = exp((phi_a - 1) u0)`` (1 on a hard side), the log-domain update
     written for ``u = u0 + log s_u``. Off the support ``E`` is 1, not 0, and the
     marginals are 0 there, so padded scalings come out exactly 0 with no division by
     zero (a NaN or inf would leak into autodiff gradients even through entries that
@@ -188,18 +206,16 @@ class Scaled:
 
     def __init__(self, kernel: Kernel, u, v):
         self.kernel, self.u0, self.v0 = kernel, u, v
-        p, m, phi = kernel.problem, kernel.masks, kernel.phi
+        p, m = kernel.problem, kernel.masks
         self.E = _exp_plan(kernel.K, u, v, m.live)
         self._Et, self._n_rows = None, 0
-        self.a, self.b = p.a_solve, p.b_solve
-        if phi is not None:
-            # (a / r)^phi has an infinite derivative at a = 0: use 1 there and let the
-            # weights (0 on padding) zero the scaling instead.
-            N = u.shape[1]
-            self.a, self.b = self.a + m.pad[:, :N], self.b + m.pad[:, N:]
-            zero_a, zero_b = torch.zeros_like(u), torch.zeros_like(v)
-            self.w_u = torch.exp((phi - 1.0) * torch.where(m.real_a, u, zero_a)) * m.ones_a
-            self.w_v = torch.exp((phi - 1.0) * torch.where(m.real_b, v, zero_b)) * m.ones_b
+        N = u.shape[1]
+        # (a / r)^phi has an infinite derivative at a = 0: use 1 there and let the
+        # weights (0 on padding) zero the scaling instead.
+        self.a, self.w_u = _relaxed_side(kernel.phi_a, p.a_solve, u, m.real_a, m.ones_a,
+                                         m.pad[:, :N])
+        self.b, self.w_v = _relaxed_side(kernel.phi_b, p.b_solve, v, m.real_b, m.ones_b,
+                                         m.pad[:, N:])
 
     def ones(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Scalings of ``(u0, v0)`` itself: 1 on real positions, 0 on padding."""
@@ -223,21 +239,21 @@ class Scaled:
         return torch.bmm(s_u.unsqueeze(1), self.E).squeeze(1)
 
     def update_u(self, rows) -> torch.Tensor:
-        """``s_u = (a / E s_v)^phi w_u`` from ``rows = E s_v``."""
-        if self.kernel.phi is None:
+        """``s_u = (a / E s_v)^phi_a w_u`` from ``rows = E s_v``."""
+        if self.kernel.phi_a is None:
             return self.a / rows
-        return (self.a / rows).pow(self.kernel.phi) * self.w_u
+        return (self.a / rows).pow(self.kernel.phi_a) * self.w_u
 
     def update_v(self, cols) -> torch.Tensor:
-        """``s_v = (b / E^T s_u)^phi w_v`` from ``cols = E^T s_u``."""
-        if self.kernel.phi is None:
+        """``s_v = (b / E^T s_u)^phi_b w_v`` from ``cols = E^T s_u``."""
+        if self.kernel.phi_b is None:
             return self.b / cols
-        return (self.b / cols).pow(self.kernel.phi) * self.w_v
+        return (self.b / cols).pow(self.kernel.phi_b) * self.w_v
 
     def error(self, s_u, s_u_prev, rows) -> torch.Tensor:
         """Balanced: L1 row-marginal error ``|s_u (E s_v) - a|`` (0 - 0 on padding);
         unbalanced: ``max |log s_u - log s_u_prev|`` over real rows."""
-        if self.kernel.phi is None:
+        if self.kernel.balanced:
             return torch.linalg.vector_norm(torch.addcmul(self.kernel.masks.neg_a, s_u, rows),
                                             ord=1, dim=-1)
         change = torch.log(s_u / s_u_prev).abs()  # 0 / 0 on padding, masked

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -48,6 +49,32 @@ def check_positive(name: str, value, allow_none: bool = False) -> None:
         return
     if value is None or not (float(value) > 0.0) or math.isinf(float(value)):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+Tau = Union[None, float, Tuple[Optional[float], Optional[float]]]
+
+
+def tau_pair(tau: Tau) -> Tuple[Optional[float], Optional[float]]:
+    """``tau`` as ``(tau_a, tau_b)``, the relaxation of each marginal.
+
+    A number relaxes both marginals; a pair relaxes each on its own, with None (or
+    ``inf``, POT's spelling of ``reg_m=(inf, tau)``) keeping that marginal hard
+    (one-sided unbalanced OT); None is balanced OT.
+    """
+    bad = ValueError(f"tau must be a number > 0, None or a pair of them, got {tau!r}")
+    pair = tuple(tau) if isinstance(tau, (tuple, list)) else (tau, tau)
+    if len(pair) != 2:
+        raise bad
+    out = []
+    for name, t in zip(("tau_a", "tau_b"), pair):
+        try:
+            if t is not None and float(t) == math.inf:
+                t = None
+        except (TypeError, ValueError):
+            raise bad from None
+        check_positive(name if isinstance(tau, (tuple, list)) else "tau", t, allow_none=True)
+        out.append(None if t is None else float(t))
+    return out[0], out[1]
 
 
 def check_grad_mode(grad: str) -> None:

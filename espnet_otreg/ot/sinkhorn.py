@@ -4,13 +4,18 @@ For each pair ``b`` of the batch, with cost ``C`` (``N_b x M_b`` real entries) a
 marginals ``a``, ``b`` (uniform over the real positions unless given), solve::
 
     min_P  <C, P> + epsilon * KL(P | a b^T)
-           [+ tau * KL(P 1 | a) + tau * KL(P^T 1 | b)]     (unbalanced, tau given)
+           [+ tau_a * KL(P 1 | a) + tau_b * KL(P^T 1 | b)]  (unbalanced, tau given)
     s.t.   P >= 0,  P 1 = a,  P^T 1 = b                     (balanced, tau None)
+
+``tau`` is one number for both marginals or a pair ``(tau_a, tau_b)`` in which None
+keeps that marginal a hard constraint (one-sided unbalanced OT, e.g. every token
+matched while frames may shed mass).
 
 KL is the generalised divergence ``sum p log(p/q) - p + q``. This is the problem POT
 solves with ``ot.sinkhorn(a, b, C, epsilon, method="sinkhorn_log")`` (balanced) and
-``ot.unbalanced.sinkhorn_unbalanced(a, b, C, epsilon, reg_m=tau)`` (unbalanced);
-``tau`` is POT's ``reg_m``, and ott-jax's ``tau_a = tau / (tau + epsilon)``.
+``ot.unbalanced.sinkhorn_unbalanced(a, b, C, epsilon, reg_m=tau)`` (unbalanced; a pair
+with None is POT's ``reg_m=(tau_a, inf)``); ``tau`` is POT's ``reg_m``, and ott-jax's
+``tau_a`` is our ``tau_a / (tau_a + epsilon)``.
 
 The potentials live in the log domain (stable for tiny ``epsilon`` and large costs);
 between log-domain steps, cheap scaling iterations do most of the work. The whole
@@ -232,8 +237,10 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_e
                 break
 
 
-def regulariser(k: Kernel, u, v, plan, epsilon: float, tau: Optional[float]) -> torch.Tensor:
-    """``epsilon KL(P | a b^T)`` (+ ``tau [KL(P 1 | a) + KL(P^T 1 | b)]``), per pair.
+def regulariser(k: Kernel, u, v, plan, epsilon: float,
+                tau: Tuple[Optional[float], Optional[float]]) -> torch.Tensor:
+    """``epsilon KL(P | a b^T)`` (+ ``tau_a KL(P 1 | a) + tau_b KL(P^T 1 | b)`` for the
+    relaxed sides), per pair; ``tau`` is the pair of :func:`problem.tau_pair`.
 
     KL is the generalised one, ``sum p log(p/q) - p + q``, as in POT. Computed from the
     log-plan so that autodiff never sees ``log 0``: ``log(P_ij / a_i b_j) = K_ij + u_i
@@ -246,8 +253,11 @@ def regulariser(k: Kernel, u, v, plan, epsilon: float, tau: Optional[float]) -> 
     mass = plan.sum((1, 2))
     kl = (plan * log_ratio).sum((1, 2)) - mass + p.a.sum(-1) * p.b.sum(-1)
     out = epsilon * kl
-    if tau is not None:
-        out = out + tau * (_kl_vec(plan.sum(-1), p.a) + _kl_vec(plan.sum(-2), p.b))
+    tau_a, tau_b = tau
+    if tau_a is not None:
+        out = out + tau_a * _kl_vec(plan.sum(-1), p.a)
+    if tau_b is not None:
+        out = out + tau_b * _kl_vec(plan.sum(-2), p.b)
     return out
 
 
@@ -260,13 +270,15 @@ def _kl_vec(m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.where(live, t, torch.zeros_like(t)).sum(-1)
 
 
-def check_solver_args(epsilon, tau, grad, method) -> Optional[float]:
-    """Shared argument checks; returns ``phi = tau / (tau + epsilon)`` (None if balanced)."""
+def check_solver_args(epsilon, tau, grad, method):
+    """Shared argument checks. Returns ``(tau_a, tau_b)`` (:func:`problem.tau_pair`)
+    and the kernel's ``(phi_a, phi_b)``, ``phi = tau / (tau + epsilon)`` (None on a
+    hard side)."""
     _problem.check_positive("epsilon", epsilon)
-    _problem.check_positive("tau", tau, allow_none=True)
+    taus = _problem.tau_pair(tau)
     _problem.check_grad_mode(grad)
     _problem.check_method(method)
-    return None if tau is None else tau / (tau + epsilon)
+    return taus, tuple(None if t is None else t / (t + epsilon) for t in taus)
 
 
 def sinkhorn(
@@ -276,7 +288,7 @@ def sinkhorn(
     epsilon: float = 0.1,
     a: Optional[torch.Tensor] = None,
     b: Optional[torch.Tensor] = None,
-    tau: Optional[float] = None,
+    tau: _problem.Tau = None,
     max_iter: int = 1000,
     tol: float = 1e-5,
     check_every: int = 10,
@@ -295,7 +307,9 @@ def sinkhorn(
             cosine costs) for a scale-free choice.
         a, b: ``(B, N)``, ``(B, M)`` non-negative marginals; default uniform ``1/N_b``
             over the real positions. For balanced OT they must have equal mass.
-        tau: KL marginal relaxation (unbalanced OT); None = balanced.
+        tau: KL marginal relaxation (unbalanced OT); None = balanced; a pair
+            ``(tau_a, tau_b)`` relaxes each marginal on its own, None (or inf) keeping
+            it hard (one-sided).
         max_iter: Sinkhorn iterations at most (one iteration = a row and a column
             update).
         tol: convergence threshold on ``error`` (see :class:`OTResult`).
@@ -316,7 +330,7 @@ def sinkhorn(
         :class:`OTResult` with plan, value, value_linear, n_iter, converged, error,
         f and g.
     """
-    phi = check_solver_args(epsilon, tau, grad, method)
+    taus, phi = check_solver_args(epsilon, tau, grad, method)
     if max_iter < 1 or check_every < 1:
         raise ValueError(f"max_iter and check_every must be >= 1, got {max_iter}, {check_every}")
     problem = _problem.prepare(cost, x_mask, y_mask, a, b)
@@ -328,7 +342,7 @@ def sinkhorn(
                              problem.cost if track else problem.cost.detach())
         out = solve(k, u, v, max_iter, tol, check_every, early_stop, method,
                     check_early=init is not None and tol > 0)
-        reg = regulariser(k, out.u, out.v, out.plan, epsilon, tau)
+        reg = regulariser(k, out.u, out.v, out.plan, epsilon, taus)
         u, v, plan, n_iter, converged, error = (
             out.u, out.v, out.plan, out.n_iter, out.converged, out.error
         )

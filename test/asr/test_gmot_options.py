@@ -1,6 +1,6 @@
 """GM-OT's optional choices (issue: evidence that the methods work, part 1): the fused
 branch's source, the prior's placement, relative epsilon and its schedule, a window per
-graph. Defaults keep today's behaviour; each option is checked against what it claims."""
+graph, one-sided unbalanced OT. Defaults keep today's behaviour; each option is checked against what it claims."""
 
 import pytest
 import torch
@@ -63,6 +63,36 @@ def test_a_window_per_graph_uses_each_graphs_own_band():
     assert (al.ws_frames, al.ws_tokens) == (4, 1)
     with pytest.raises(ValueError, match="set ws too"):
         GMOTAligner(ws=None, ws_frames=3)
+
+
+def test_one_sided_unbalanced_matches_every_token_and_relaxes_the_frames(tmp_path):
+    """tau_frames alone (arXiv 2509.05609's one-sided reading): the token marginal is
+    hard (b = 1/M), the frame marginal is not; tau_tokens alone the other way round;
+    the model passes them through and trains."""
+    h, hm, z, zm = _pairs(seed=2)
+    frames = GMOTAligner(alpha=0.3, rho=0.5, ws=3, tau_frames=0.05, **EXACT)
+    out = frames(h, hm, z, zm)
+    b = zm.double() / zm.sum(-1, keepdim=True)
+    a = hm.double() / hm.sum(-1, keepdim=True)
+    torch.testing.assert_close(out.plan.sum(-2), b, atol=1e-8, rtol=0)
+    assert float((out.plan.sum(-1) - a).abs().sum()) > 1e-3
+    cost = ot.cosine(h, z, hm, zm) + 0.5 * ot.temporal_prior(hm, zm)
+    ref = ot.fused_gromov_wasserstein(
+        cost, ot.structure(h, hm, window=3, banded=True),
+        ot.structure(z, zm, window=3, banded=True), hm, zm, alpha=0.3,
+        epsilon=frames.epsilon, tau=(0.05, None), ws=3, **EXACT)
+    torch.testing.assert_close(out.plan, ref.plan, atol=1e-8, rtol=0)
+    tokens = GMOTAligner(alpha=0.3, rho=0.5, ws=3, tau_tokens=0.05, **EXACT)(h, hm, z, zm)
+    torch.testing.assert_close(tokens.plan.sum(-1), a, atol=1e-8, rtol=0)
+    both = GMOTAligner(alpha=0.3, rho=0.5, ws=3, tau=0.05, tau_tokens=0.5, **EXACT)
+    assert (both.tau_frames, both.tau_tokens) == (0.05, 0.5)
+    with pytest.raises(ValueError, match="tau"):
+        GMOTAligner(tau_frames=-1.0)
+    m = build_model(tiny_config(tmp_path, tau_frames=0.5))
+    assert (m.gmot.tau_frames, m.gmot.tau_tokens) == (0.5, None)
+    loss, stats, _ = m(**batch())
+    loss.sum().backward()
+    assert torch.isfinite(loss).all()
 
 
 @pytest.mark.parametrize("source", ["acoustic", "none"])

@@ -61,7 +61,7 @@ def _problem(window, dtype=torch.float64, seed=0, banded=False):
             structure(y, ym, window=window, banded=banded), xm, ym)
 
 
-@pytest.mark.parametrize("tau", [None, 0.5])
+@pytest.mark.parametrize("tau", [None, 0.5, (0.5, None)])
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_banded_zero_mode_gives_the_dense_plan(tau, symmetric, dtype, band_form):
@@ -196,7 +196,7 @@ def test_window_argument_errors():
 
 
 @pytest.mark.parametrize("window_mode", ["zero", "masked"])
-@pytest.mark.parametrize("tau", [None, 0.5])
+@pytest.mark.parametrize("tau", [None, 0.5, (None, 0.5)])
 def test_a_window_per_graph(window_mode, tau, band_form):
     """ws=(ws_x, ws_y): each graph its own window; zero mode equals the dense windowed
     matrices, and either mode equals the same-window solve when ws_x == ws_y. The pair

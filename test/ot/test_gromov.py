@@ -143,6 +143,32 @@ def test_alpha_zero_is_plain_sinkhorn():
     torch.testing.assert_close(fgw.value, ref.value, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("tau", [(0.3, None), (None, 0.3)])
+def test_one_sided_unbalanced_fgw_is_a_fixed_point(tau):
+    """One-sided unbalanced FGW (tau = (tau_a, tau_b), None = hard): the hard side holds
+    its marginal, the relaxed one does not; the plan solves the one-sided Sinkhorn on
+    its own linearised cost (einsum, with the plan's own marginals); and the internal
+    swap of the longer side (N > M in most pairs here) carries tau with it."""
+    C, Cx, Cy, xm, ym = _problem(seed=7)
+    alpha, eps = 0.5, 0.1
+    kw = dict(alpha=alpha, epsilon=eps, tau=tau, max_iter=200, inner_max_iter=2000,
+              tol=1e-11)
+    res = fused_gromov_wasserstein(C, Cx, Cy, xm, ym, **kw)
+    assert res.converged.all()
+    a = xm.double() / xm.sum(-1, keepdim=True)
+    b = ym.double() / ym.sum(-1, keepdim=True)
+    hard, relaxed = ((res.plan.sum(-1), a), (res.plan.sum(-2), b))[:: 1 if tau[0] is None else -1]
+    torch.testing.assert_close(*hard, atol=1e-9, rtol=0)
+    assert float((relaxed[0] - relaxed[1]).abs().sum()) > 1e-3
+    L = (Cx[:, :, None, :, None] - Cy[:, None, :, None, :]) ** 2  # (B, i, j, k, l)
+    G = (1 - alpha) * C + alpha * 2 * torch.einsum("bijkl,bkl->bij", L, res.plan)
+    again = sinkhorn(G, xm, ym, epsilon=eps, tau=tau, max_iter=20000, tol=1e-13)
+    torch.testing.assert_close(again.plan, res.plan, atol=1e-8, rtol=0)
+    flipped = fused_gromov_wasserstein(C.transpose(1, 2), Cy, Cx, ym, xm,
+                                       **{**kw, "tau": tau[::-1]})
+    torch.testing.assert_close(flipped.plan.transpose(1, 2), res.plan, atol=1e-9, rtol=0)
+
+
 def test_small_epsilon_limit_matches_exact_fgw():
     """On a relabelled graph the exact FGW optimum is the permutation, value 0."""
     n = 7

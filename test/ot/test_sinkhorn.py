@@ -60,6 +60,52 @@ def test_unbalanced_matches_pot_with_unequal_masses(tau, method):
         assert res.value[bi].item() == pytest.approx(ref, abs=1e-9)
 
 
+@pytest.mark.parametrize("method", ["stabilized", "log"])
+@pytest.mark.parametrize("tau,reg_m", [((0.5, None), (0.5, np.inf)),
+                                       ((None, 0.2), (np.inf, 0.2)),
+                                       ((0.3, float("inf")), (0.3, np.inf)),
+                                       ((0.3, 2.0), (0.3, 2.0))])
+def test_one_sided_unbalanced_matches_pot(tau, reg_m, method):
+    """tau = (tau_a, tau_b), None (or inf) on a hard side: POT's reg_m pair with inf."""
+    _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, dtype=torch.float64, seed=4)
+    g = torch.Generator().manual_seed(5)
+    a = (torch.rand(xm.shape, generator=g, dtype=torch.float64) + 0.1) * xm
+    b = 2.0 * (torch.rand(ym.shape, generator=g, dtype=torch.float64) + 0.1) * ym
+    eps = 0.1
+    res = sinkhorn(C, xm, ym, epsilon=eps, a=a, b=b, tau=tau, max_iter=20000, tol=1e-13,
+                   method=method)
+    assert res.converged.all()
+    for bi, n, m in pairs(xm, ym):
+        an, bm, Cb = a[bi, :n].numpy(), b[bi, :m].numpy(), C[bi, :n, :m].numpy()
+        P = ot.unbalanced.sinkhorn_unbalanced(an, bm, Cb, eps, reg_m, numItermax=200000,
+                                              stopThr=1e-15)
+        np.testing.assert_allclose(res.plan[bi, :n, :m].numpy(), P, atol=1e-10, rtol=0)
+        ref = (Cb * P).sum() + eps * _kl(P.ravel(), np.outer(an, bm).ravel())
+        for t, marg, w in zip(reg_m, (P.sum(1), P.sum(0)), (an, bm)):
+            if np.isinf(t):  # the hard side holds its marginal
+                np.testing.assert_allclose(marg, w, atol=1e-10, rtol=0)
+            else:
+                ref += t * _kl(marg, w)
+        assert res.value[bi].item() == pytest.approx(ref, abs=1e-9)
+
+
+def test_tau_pair_of_equal_values_is_tau():
+    _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, dtype=torch.float64, seed=6)
+    one = sinkhorn(C, xm, ym, epsilon=0.1, tau=0.7, tol=1e-12, max_iter=5000)
+    two = sinkhorn(C, xm, ym, epsilon=0.1, tau=(0.7, 0.7), tol=1e-12, max_iter=5000)
+    hard = sinkhorn(C, xm, ym, epsilon=0.1, tau=(None, None), tol=1e-12, max_iter=5000)
+    bal = sinkhorn(C, xm, ym, epsilon=0.1, tol=1e-12, max_iter=5000)
+    torch.testing.assert_close(one.plan, two.plan, atol=0, rtol=0)
+    torch.testing.assert_close(hard.plan, bal.plan, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("tau", [(0.5,), (0.5, 0.5, 0.5), (-1.0, None), (None, 0.0), "a"])
+def test_bad_tau_is_a_clear_error(tau):
+    _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, seed=0)
+    with pytest.raises((ValueError, TypeError), match="tau"):
+        sinkhorn(C, xm, ym, tau=tau)
+
+
 def test_user_marginals_balanced():
     _, _, xm, ym, C = random_batch(X_LENS, Y_LENS, seed=2)
     a = torch.rand(xm.shape, dtype=torch.float64) * xm + 1e-3 * xm
