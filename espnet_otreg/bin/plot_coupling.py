@@ -43,6 +43,11 @@ def plot(plan: np.ndarray, labels: Sequence[str], title: str, path: Path) -> Non
                        "AR PL UMing CN", "SimHei") if n in names]
     if cjk:
         plt.rcParams["font.family"] = cjk[:1] + ["DejaVu Sans"]
+    elif any(ord(c) >= 0x2E80 for label in labels for c in label):
+        # DejaVu has no CJK glyphs: positions are more use than rows of boxes.
+        logging.warning("no CJK font found (e.g. apt-get install fonts-wqy-zenhei, then "
+                        "remove ~/.cache/matplotlib): tokens labelled by position")
+        labels = [f"#{j}" for j in range(len(labels))]
     n, m = plan.shape
     fig, ax = plt.subplots(figsize=(min(16, 3 + n / 12), min(10, 2 + m / 3)))
     im = ax.imshow(plan.T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest")

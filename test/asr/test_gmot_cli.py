@@ -164,3 +164,22 @@ def test_plot_coupling(trained):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         plan = np.load(out / f"{uid}.npy")
         assert plan.shape[1] == len(UTTS[uid]) and abs(plan.sum() - 1.0) < 1e-3
+
+
+def test_plot_labels_cjk_by_position_without_a_cjk_font(tmp_path, monkeypatch, caplog):
+    """No CJK font: Chinese tokens would render as boxes, so they are labelled by
+    position and the log says which font package to install."""
+    import numpy as np
+    from matplotlib import font_manager
+
+    from espnet_otreg.bin import plot_coupling
+
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [f for f in font_manager.fontManager.ttflist if f.name == "DejaVu Sans"])
+    plan = np.full((6, 2), 1 / 12)
+    with caplog.at_level("WARNING"):
+        plot_coupling.plot(plan, ["个", "小"], "t", tmp_path / "a.png")
+    assert "no CJK font" in caplog.text and (tmp_path / "a.png").stat().st_size > 1000
+    caplog.clear()
+    plot_coupling.plot(plan, ["a", "b"], "t", tmp_path / "b.png")
+    assert "no CJK font" not in caplog.text

@@ -59,10 +59,10 @@ def test_tts_experiment_toy(tmp_path):
     assert (corpus / "data_aishell/wav").is_dir() and (corpus / "teacher/config.json").is_file()
     # AISHELL's quirk: transcript lines without audio are reported, not kept
     assert "transcript with no audio" in (work / "tts/data/local/skipped.txt").read_text()
-    out = work / "tts/exp/sweep_tts_gmot"
+    out = work / "tts/exp/sweep_tts_gmot_lambda"  # named after the grid's keys
     md = (out / "sweep.md").read_text()
     assert "| 0 | " in md and "| 0.3 | " in md and md.count("(2) |") == 2  # 2 seeds each
     runs = json.loads((out / "sweep.json").read_text())["runs"]
     assert len(runs) == 4 and all(r["scores"]["test"] >= 0 for r in runs)
     assert (out / "sweep_lambda_.png").stat().st_size > 1000
-    assert "<!-- sweep:tts_gmot -->" in (work / "tts/RESULTS.md").read_text()
+    assert "<!-- sweep:tts_gmot_lambda -->" in (work / "tts/RESULTS.md").read_text()

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""The tables of docs/experiments.md from the runs of local/run_tts_experiment.sh and
+local/run_tts_ablations.sh (every number there comes from this command):
+
+    python local/summarize_tts_experiment.py --exp tts/exp [--out tts/summary.md]
+
+For each system (a run directory ``asr_sweep_<name>_seed<k>``, grouped over seeds):
+
+- dev/test CER, mean ± sd over seeds (n - 1), from the scored decoding dirs;
+- the paired difference to a reference system over the seeds both have (default: the
+  GM-OT defaults and the CTC baseline), with the paired t statistic and its two-sided
+  p-value (df = n - 1): with 3 seeds, |t| must exceed 4.3 for p < 0.05;
+- convergence: the per-epoch validation CER the trainer logged (mean over seeds), and
+  the first epoch at which it falls below ``--reach`` % (speed of leaving the blank
+  plateau, reported apart from final accuracy);
+- the last epoch's validation ``loss_ctc`` and ``loss_ctc_fused`` (teacher forcing
+  shows as a fused loss far below the main one), coupling entropy and monotonicity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from espnet_otreg.bin.sweep import read_scores
+
+RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
+VALID = re.compile(r"(\d+)epoch results: .*?\[valid\] (.*)$")
+
+
+def valid_curve(train_log: Path) -> List[Dict[str, float]]:
+    """Per epoch, the validation stats the ESPnet trainer logged (``[valid] k=v, ...``)."""
+    out = []
+    if not train_log.is_file():
+        return out
+    for line in train_log.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = VALID.search(line)
+        if not m:
+            continue
+        stats = {}
+        for kv in m.group(2).split(", "):
+            k, _, v = kv.partition("=")
+            try:
+                stats[k] = float(v)
+            except ValueError:
+                pass
+        out.append(stats)
+    return out
+
+
+def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
+    runs: Dict[str, Dict[int, dict]] = defaultdict(dict)
+    for d in sorted(exp.glob("asr_sweep_*_seed*")):
+        m = RUN.match(d.name)
+        if not m or not d.is_dir():
+            continue
+        scores = read_scores(d, sets)
+        # a run resumed from another (local/run_tts_ablations.sh "long") keeps the
+        # first epochs' log apart
+        curve = valid_curve(d / "train.before_resume.log") + valid_curve(d / "train.log")
+        runs[m.group("name")][int(m.group("seed"))] = dict(scores=scores, curve=curve)
+    return runs
+
+
+def t_test(diffs: List[float]):
+    """Paired t statistic and two-sided p-value (None when undefined)."""
+    n = len(diffs)
+    if n < 2:
+        return None, None
+    sd = statistics.stdev(diffs)
+    if sd == 0:
+        return math.inf, 0.0
+    t = statistics.fmean(diffs) / (sd / math.sqrt(n))
+    from scipy import stats
+
+    return t, float(2 * stats.t.sf(abs(t), n - 1))
+
+
+def fmt(m, sd=None, digits=2) -> str:
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    s = f"{m:.{digits}f}"
+    return s if sd is None else s + (" ± -" if math.isnan(sd) else f" ± {sd:.{digits}f}")
+
+
+def mean_sd(values: List[float]):
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def summarize(exp: Path, sets: List[str], refs: List[str], reach: float,
+              names: Optional[List[str]] = None) -> str:
+    runs = collect(exp, sets)
+    names = [n for n in (names or sorted(runs)) if n in runs]
+    lines = ["| system | seeds | " + " | ".join(f"{s} CER (mean ± sd)" for s in sets)
+             + f" | epoch valid CER < {reach:g} % | last epoch valid CER | valid loss_ctc / loss_ctc_fused"
+             " | coupling entropy / monotonic |",
+             "|---|---|" + "---:|" * len(sets) + "---:|---:|---:|---:|"]
+    for name in names:
+        by_seed = runs[name]
+        done = {k: r for k, r in by_seed.items() if r["scores"]}
+        cells = [name, " ".join(str(k) for k in sorted(done)) or "-"]
+        for s in sets:
+            cells.append(fmt(*mean_sd([r["scores"][s] for r in done.values()])))
+        reached, last, ctc, fused, ent, mono = [], [], [], [], [], []
+        for r in done.values():
+            cer = [100 * e["cer_ctc"] for e in r["curve"] if "cer_ctc" in e]
+            hit = [i + 1 for i, c in enumerate(cer) if c < reach]
+            reached.append(hit[0] if hit else math.nan)
+            if cer:
+                last.append(cer[-1])
+            e = r["curve"][-1] if r["curve"] else {}
+            ctc += [e["loss_ctc"]] if "loss_ctc" in e else []
+            fused += [e["loss_ctc_fused"]] if "loss_ctc_fused" in e else []
+            ent += [e["coupling_entropy"]] if "coupling_entropy" in e else []
+            mono += [e["coupling_monotonic"]] if "coupling_monotonic" in e else []
+        cells.append(fmt(*mean_sd(reached), digits=1))
+        cells.append(fmt(*mean_sd(last)))
+        cells.append(f"{fmt(mean_sd(ctc)[0])} / {fmt(mean_sd(fused)[0])}")
+        cells.append(f"{fmt(mean_sd(ent)[0])} / {fmt(mean_sd(mono)[0])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    out = ["### CER and convergence", "", *lines, ""]
+
+    for ref in refs:
+        if ref not in runs:
+            continue
+        out += [f"### Paired by seed: system minus `{ref}`", "",
+                "| system | seeds | " + " | ".join(
+                    f"{s}: diff per seed | {s}: mean ± sd | {s}: t (p)" for s in sets) + " |",
+                "|---|---|" + "---|---:|---:|" * len(sets)]
+        for name in names:
+            if name == ref:
+                continue
+            common = sorted(k for k in runs[name] if runs[name][k]["scores"]
+                            and k in runs[ref] and runs[ref][k]["scores"])
+            if not common:
+                continue
+            cells = [name, " ".join(map(str, common))]
+            for s in sets:
+                d = [runs[name][k]["scores"][s] - runs[ref][k]["scores"][s] for k in common]
+                t, p = t_test(d)
+                cells += [" ".join(f"{x:+.2f}" for x in d), fmt(*mean_sd(d)),
+                          "-" if t is None else f"{t:+.2f} ({p:.2f})"]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+
+    out += ["### Validation CER per epoch (%, mean over seeds)", ""]
+    width = max((len(r["curve"]) for n in names for r in runs[n].values()), default=0)
+    out += ["| system | " + " | ".join(str(e + 1) for e in range(width)) + " |",
+            "|---|" + "---:|" * width]
+    for name in names:
+        curves = [[100 * e["cer_ctc"] for e in r["curve"] if "cer_ctc" in e]
+                  for r in runs[name].values() if r["scores"]]
+        cells = []
+        for e in range(width):
+            vals = [c[e] for c in curves if len(c) > e]
+            cells.append(f"{statistics.fmean(vals):.1f}" if vals else "-")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", type=Path, default=Path("tts/exp"))
+    p.add_argument("--sets", nargs="+", default=["dev", "test"])
+    p.add_argument("--ref", nargs="*", default=["tts_gmot", "tts_ctc"],
+                   help="systems to pair the others with")
+    p.add_argument("--systems", nargs="*", default=None, help="default: every system found")
+    p.add_argument("--reach", type=float, default=20.0,
+                   help="convergence: first epoch with validation CER below this (%%)")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems)
+    if args.out:
+        args.out.write_text(md, encoding="utf-8")
+    print(md)
+    return md
+
+
+if __name__ == "__main__":
+    main()
