@@ -1,8 +1,8 @@
 """espnet_otreg.bin.launch --cmd slurm against a real single-node Slurm on localhost
 (the ``slurm`` fixture of conftest.py; skipped with the reason where there is none):
-split jobs as a job array, a failing job reported with its log, and stages 10-12 of a
-recipe: collect stats and decoding as job arrays, a 2-task CPU training through srun
-with ESPnet's --dist_launcher slurm."""
+split jobs as a job array, a failing job reported with its log, a 2-task CPU training
+through srun with ESPnet's --dist_launcher slurm, and ./run.sh --cmd slurm stages 10-12
+of the AISHELL mini recipe (collect stats and decoding as sbatch jobs)."""
 
 import sys
 
@@ -43,60 +43,22 @@ def test_bad_submission_is_reported(slurm, tmp_path):
     assert r.returncode == 1 and "sbatch failed" in r.stderr and "partition" in r.stderr
 
 
-def test_stats_training_decoding_through_slurm(slurm, tmp_path):
-    """Stages 10-12 of a recipe on the mini GM-OT config: collect stats as a 2-job array
-    (split key files, then ESPnet's aggregate_stats_dirs), a 2-task CPU training
-    through srun with --dist_launcher slurm, decoding as a 2-job array."""
+def test_two_task_training_through_srun(slurm, tmp_path):
+    """Stage 11's Slurm launch on the mini GM-OT config: a 2-task CPU training through
+    srun with --dist_launcher slurm (collect stats and decoding as sbatch job arrays,
+    and training through run.sh, are in test_aishell_mini_recipe_stages_10_to_12...)."""
     env = slurm_env(slurm)
-    args = gmot_train_args(tmp_path, max_epoch=1, shapes=False)
-    utts = sorted(ln.split()[0] for ln in (tmp_path / "data/wav.scp").read_text().splitlines())
-    for j, part in enumerate((utts[::2], utts[1::2]), 1):
-        (tmp_path / f"keys.{j}.scp").write_text("".join(f"{u} x\n" for u in part))
-
-    # stage 10
-    r = launch("--cmd", "slurm", "--nj", 2, "--log", "stats/logs/stats.JOB.log", "--",
-               sys.executable, "-m", "espnet_otreg.bin.asr_train", *args, "--ngpu", 0,
-               "--collect_stats", "true", "--train_shape_file", "keys.JOB.scp",
-               "--valid_shape_file", "keys.JOB.scp", "--output_dir", "stats/stats.JOB",
-               cwd=tmp_path, env=env)
-    assert r.returncode == 0, r.stderr
-    r = launch("--log", "stats/logs/aggregate.log", "--", sys.executable, "-m",
-               "espnet2.bin.aggregate_stats_dirs", "--input_dir", "stats/stats.1",
-               "--input_dir", "stats/stats.2", "--output_dir", "stats", cwd=tmp_path, env=env)
-    assert r.returncode == 0, r.stderr
-    shapes = (tmp_path / "stats/train/speech_shape").read_text().splitlines()
-    assert sorted(ln.split()[0] for ln in shapes) == utts
-
-    # stage 11
+    args = gmot_train_args(tmp_path, max_epoch=1)
     r = launch("--cmd", "slurm", "--train", "--ntasks_per_node", 2, "--gpus", 0,
                "--time", "0:10:00", "--log", "exp/train.log", "--",
                sys.executable, "-m", "espnet_otreg.bin.asr_train", *args, "--num_workers", 0,
-               "--normalize", "global_mvn",
-               "--normalize_conf", "stats_file=stats/train/feats_stats.npz",
-               "--train_shape_file", "stats/train/speech_shape",
-               "--valid_shape_file", "stats/valid/speech_shape", "--fold_length", 80000,
-               "--output_dir", "exp", cwd=tmp_path, env=env)
+               cwd=tmp_path, env=env)
     log = (tmp_path / "exp/train.log").read_text()
     assert r.returncode == 0, r.stderr + log[-4000:]
     assert "0/2]" in log, "rank 0 of 2 did not log: not a 2-task run"
     assert "--dist_launcher slurm" in log.splitlines()[0]
     assert "1epoch results" in log and "# Ended (code 0)" in log
     assert (tmp_path / "exp/1epoch.pth").exists()
-
-    # stage 12
-    r = launch("--cmd", "slurm", "--nj", 2, "--log", "dec/logs/decode.JOB.log", "--",
-               sys.executable, "-m", "espnet_otreg.bin.asr_inference",
-               "--data_path_and_name_and_type", f"{tmp_path}/data/wav.scp,speech,sound",
-               "--key_file", "keys.JOB.scp", "--ngpu", 0, "--batch_size", 1,
-               "--ctc_weight", 1.0, "--lm_weight", 0.0, "--beam_size", 1,
-               "--asr_train_config", "exp/config.yaml", "--asr_model_file", "exp/1epoch.pth",
-               "--output_dir", "dec/output.JOB", cwd=tmp_path, env=env)
-    assert r.returncode == 0, r.stderr
-    decoded = []
-    for j in (1, 2):
-        decoded += [ln.split()[0] for ln in
-                    (tmp_path / f"dec/output.{j}/1best_recog/text").read_text().splitlines()]
-    assert sorted(decoded) == utts
 
 
 def test_recipe_job_runner_through_slurm(slurm, tmp_path):

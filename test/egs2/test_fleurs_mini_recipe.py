@@ -52,11 +52,17 @@ def test_every_stage_and_wer(mini_run):
         assert langs == {"en_us", "de_de"}, (dset, langs)
     assert "kept" in (work / "mini/dump/raw/train/filter_counts.json").read_text()
     assert (work / "mini/dump/raw/train/token_stats.md").is_file()
-    # Training: phase 1 then phase 2 from it.
-    assert (work / "mini/exp/slm_train_slm_phase1/valid.acc.ave.pth").exists()
+    # Training: phase 1 (the projector only: the checkpoint holds just what trains) then
+    # phase 2 from it, with the OT loss and its plan's entropy in the stats.
+    import torch
+
+    p1 = torch.load(work / "mini/exp/slm_train_slm_phase1/valid.acc.ave.pth", map_location="cpu")
+    assert p1 and all(k.startswith("projector.") for k in p1), sorted(p1)[:5]
     p2 = work / "mini/exp/slm_train_slm_otreg"
     assert "init_param" in (p2 / "config.yaml").read_text()
     assert (p2 / "valid.acc.ave.pth").exists()
+    results = [ln for ln in (p2 / "train.log").read_text().splitlines() if "epoch results" in ln]
+    assert results and "loss_ot=" in results[-1] and "ot_entropy=" in results[-1]
     # Scores: a learned model, in- and cross-domain, per language.
     dec = next(p2.glob("decode_*"))
     for dset in ("test", "test_covost2"):
@@ -70,6 +76,8 @@ def test_every_stage_and_wer(mini_run):
         assert len(hyp) == 32
     gap = json.loads((p2 / "modality_gap/test/modality_gap.json").read_text())["summary"]
     assert gap["n_utts"] == 32 and gap["retrieval_r1"] >= 0
+    assert (p2 / "modality_gap/test/modality_gap.png").stat().st_size > 1000
+    assert "| en_us |" in (p2 / "modality_gap/test/modality_gap.md").read_text()
     # RESULTS.md: our numbers with their sources, baselines "-", the paper's marked.
     # --mini writes everything under mini/, its RESULTS.md too (never the committed one)
     assert not (work / "RESULTS.md").exists() and not (work / "exp").exists()
