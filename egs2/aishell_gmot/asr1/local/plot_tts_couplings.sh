@@ -18,6 +18,7 @@ for d in tts/exp/asr_sweep_tts_*_seed${seed}; do
   name=$(basename "${d}"); name=${name#asr_sweep_}; name=${name%_seed${seed}}
   [ -f "${d}/valid.cer_ctc.ave.pth" ] || continue
   grep -q "^model: gmot" "${d}/config.yaml" || continue
+  [ -f "${out}/${name}.png" ] && continue   # plotted before
   "${PYTHON}" -m espnet_otreg.bin.plot_coupling --asr_train_config "${d}/config.yaml" \
     --asr_model_file "${d}/valid.cer_ctc.ave.pth" \
     --data_path_and_name_and_type tts/dump/raw/dev/wav.scp,speech,sound \
