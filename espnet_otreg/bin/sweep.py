@@ -15,6 +15,11 @@ decode, score; ``--stages``) as ``./run.sh --asr_config C --asr_tag <tag> --asr_
 have run once before. Resumable: a run whose scores exist is skipped, and an
 interrupted one resumes from its checkpoint (run.sh does).
 
+``--jobs N`` runs N of them at a time (their output in ``<expdir>/sweep_<name>/logs``);
+with ``--gpus_per_job K`` job slot ``i`` sees GPUs ``iK .. iK + K - 1`` only
+(``CUDA_VISIBLE_DEVICES``), e.g. ``--jobs 4 --gpus_per_job 2 --run_args "--ngpu 2"`` on
+an 8-GPU node.
+
 Then it reads each run's scores (CER of ``score_cer/result.txt``, or FLEURS's average
 WER of ``score/scores.json``), of the first decoding config found, and writes
 
@@ -178,8 +183,57 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--run_args", default="", help="more run.sh options, e.g. '--mini true'")
     p.add_argument("--asr_args", default="",
                    help="more training options for every run, e.g. '--max_epoch 1'")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--gpus_per_job", type=int, default=0,
+                   help="pin each job slot to this many GPUs (0: no pinning)")
     p.add_argument("--dry_run", action="store_true", help="print the commands only")
     return p
+
+
+def run_all(todo: List[Tuple[str, List[str], Path]], recipe: Path, jobs: int,
+            gpus_per_job: int, log_dir: Path) -> None:
+    """Run ``(tag, cmd, exp)`` items ``jobs`` at a time; the first failure stops new
+    starts, lets the running ones finish, and is raised with its log."""
+    import concurrent.futures as cf
+    import os
+    import queue
+
+    slots: "queue.Queue[int]" = queue.Queue()
+    for i in range(jobs):
+        slots.put(i)
+    t0 = time.time()
+
+    def one(n, tag, cmd, exp):
+        slot = slots.get()
+        try:
+            env = dict(os.environ)
+            if gpus_per_job > 0:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(
+                    str(slot * gpus_per_job + g) for g in range(gpus_per_job))
+            where = ""
+            if jobs > 1:  # interleaved output would be unreadable: one log per run
+                log_dir.mkdir(parents=True, exist_ok=True)
+                where = f" (log {log_dir / tag}.log)"
+            logging.info(f"[{n}/{len(todo)}] {tag}: {shlex.join(cmd)}{where}")
+            if jobs > 1:
+                with open(log_dir / f"{tag}.log", "w", encoding="utf-8") as f:
+                    rc = subprocess.run(cmd, cwd=recipe, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+            else:
+                rc = subprocess.run(cmd, cwd=recipe, env=env).returncode
+            if rc != 0:
+                raise SystemExit(f"sweep: run {tag} failed (exit {rc}); its log: "
+                                 f"{exp}/train.log{where}. Rerun the same command to resume.")
+            logging.info(f"[{n}/{len(todo)}] {tag}: done ({time.time() - t0:.0f} s so far)")
+        finally:
+            slots.put(slot)
+
+    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, n, *item) for n, item in enumerate(todo, 1)]
+        for f in cf.as_completed(futures):
+            if f.exception() is not None:
+                for g in futures:
+                    g.cancel()
+                raise f.exception()
 
 
 def main(argv=None) -> Dict:
@@ -196,33 +250,35 @@ def main(argv=None) -> Dict:
     exp_prefix = "slm_" if re.search(r"asr_exp=\"?\$\{expdir\}/slm_", run_sh) else "asr_"
     first, _, last = args.stages.partition("-")
     plan = [(s, seed) for s in settings(grid) for seed in args.seeds]
+    if args.jobs < 1 or args.gpus_per_job < 0:
+        raise SystemExit("sweep: --jobs must be >= 1 and --gpus_per_job >= 0")
     runs: List[Dict] = []
-    t0 = time.time()
+    todo = []
     for i, (setting, seed) in enumerate(plan, 1):
         tag = tag_of(name, setting, seed)
         exp = expdir / f"{exp_prefix}{tag}"
-        scores = read_scores(exp, args.sets)
         overrides = [x for k, v in setting.items() for x in ("--model_conf", f"{k}={_fmt_value(v)}")]
         cmd = ["./run.sh", "--stage", first, "--stop_stage", last or first,
                "--asr_config", args.config, "--asr_tag", tag,
                "--asr_args", shlex.join(overrides + ["--seed", str(seed)]
                                         + shlex.split(args.asr_args)), *run_args]
-        if scores is not None:
+        if read_scores(exp, args.sets) is not None:
             logging.info(f"[{i}/{len(plan)}] {tag}: scored already, skipped")
         elif args.dry_run:
             print(shlex.join(cmd))
         else:
-            logging.info(f"[{i}/{len(plan)}] {tag}: {shlex.join(cmd)}")
-            proc = subprocess.run(cmd, cwd=recipe)
-            if proc.returncode != 0:
-                raise SystemExit(f"sweep: run {tag} failed (exit {proc.returncode}); its log: "
-                                 f"{exp}/train.log. Rerun the same command to resume.")
-            scores = read_scores(exp, args.sets)
-            if scores is None:
-                raise SystemExit(f"sweep: run {tag} finished but {exp} has no scores for "
-                                 f"{args.sets}")
-            logging.info(f"[{i}/{len(plan)}] {tag}: {scores} ({time.time() - t0:.0f} s so far)")
-        runs.append(dict(tag=tag, setting=setting, seed=seed, scores=scores))
+            todo.append((tag, cmd, exp))
+        runs.append(dict(tag=tag, setting=setting, seed=seed, exp=exp))
+    if not args.dry_run:
+        run_all(todo, recipe, args.jobs, args.gpus_per_job, expdir / f"sweep_{name}" / "logs")
+    for r in runs:
+        exp = r.pop("exp")
+        r["scores"] = read_scores(exp, args.sets)
+        if r["scores"] is None and not args.dry_run:
+            raise SystemExit(f"sweep: run {r['tag']} finished but {exp} has no scores for "
+                             f"{args.sets}")
+        if not args.dry_run:
+            logging.info(f"{r['tag']}: {r['scores']}")
     if args.dry_run:
         return dict(runs=runs)
 

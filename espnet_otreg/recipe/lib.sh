@@ -241,13 +241,14 @@ run_sweep() {  # run_sweep <asr_config> <expdir> <results_md> -- <run.sh's own a
     # python -m espnet_otreg.bin.sweep trains every setting x seed through this run.sh
     # again (stages 11 to min(13, --stop_stage)), with every other option as given, and
     # writes mean and sd per setting into the RESULTS.md and one plot per key.
+    # --sweep_jobs N trains N runs at a time, each on its own --ngpu GPUs.
     local config=$1 expdir_=$2 results=$3; shift 4
     local passed=() skip=0 a
     for a in "$@"; do  # drop the options the sweep sets itself
         if [ "${skip}" = 1 ]; then skip=0; continue; fi
         case "${a}" in
-            --stage|--stop_stage|--sweep|--sweep_seeds|--asr_config|--asr_tag) skip=1 ;;
-            --stage=*|--stop_stage=*|--sweep=*|--sweep_seeds=*|--asr_config=*|--asr_tag=*) ;;
+            --stage|--stop_stage|--sweep|--sweep_seeds|--sweep_jobs|--asr_config|--asr_tag) skip=1 ;;
+            --stage=*|--stop_stage=*|--sweep=*|--sweep_seeds=*|--sweep_jobs=*|--asr_config=*|--asr_tag=*) ;;
             *) passed+=("${a}") ;;
         esac
     done
@@ -260,5 +261,6 @@ run_sweep() {  # run_sweep <asr_config> <expdir> <results_md> -- <run.sh's own a
     "${PYTHON}" -m espnet_otreg.bin.sweep --recipe_dir . --config "${config}" "${grid[@]}" \
         --seeds ${sweep_seeds} --stages "11-${last}" --expdir "${expdir_}" --sets ${test_sets} \
         --results_md "${results}" --run_args "${run_args_}" \
+        --jobs "${sweep_jobs:-1}" --gpus_per_job "${ngpu:-0}" \
         || die "sweep failed: rerun the same command to resume it"
 }

@@ -68,3 +68,55 @@ def test_stage_13_keeps_the_sweep_tables(tmp_path):
     text = md.read_text()
     assert "second" in text and "first" not in text and "| b |" in text
     assert text.count("<!-- sweep:alpha -->") == 1 and "| 0 | 1.00 |" in text
+
+
+FAKE_RUN_SH = r"""#!/usr/bin/env bash
+# asr_exp="${expdir}/slm_${tag}"  (the sweep reads the experiment prefix from this)
+while [ $# -gt 0 ]; do case "$1" in --asr_tag) tag=$2; shift 2 ;; --asr_args) a=$2; shift 2 ;; *) shift ;; esac; done
+seed=${a##*--seed }
+echo "start $(date +%s.%N) ${tag} ${CUDA_VISIBLE_DEVICES:-none}" >> events.txt
+sleep 1
+[ "${seed}" = 9 ] && { echo "boom ${tag}"; exit 3; }
+mkdir -p "exp/slm_${tag}/dec/test/score"
+echo "{\"avg\": ${seed}}" > "exp/slm_${tag}/dec/test/score/scores.json"
+echo "end $(date +%s.%N) ${tag}" >> events.txt
+"""
+
+
+def _fake_recipe(tmp_path):
+    (tmp_path / "run.sh").write_text(FAKE_RUN_SH)
+    (tmp_path / "run.sh").chmod(0o755)
+    return tmp_path
+
+
+def test_jobs_run_in_parallel_on_their_own_gpus(tmp_path):
+    """--jobs 2 --gpus_per_job 1: two runs at a time, slot i sees GPU i only, each
+    run's output in its own log; the table has every run."""
+    recipe = _fake_recipe(tmp_path)
+    out = sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--grid", "alpha=0,1",
+                      "--seeds", "0", "1", "--sets", "test", "--jobs", "2",
+                      "--gpus_per_job", "1", "--name", "par"])
+    assert [r["scores"]["test"] for r in out["runs"]] == [0, 1, 0, 1]
+    events = [ln.split() for ln in (recipe / "events.txt").read_text().splitlines()]
+    assert {e[3] for e in events if e[0] == "start"} == {"0", "1"}
+    # at most 2 at a time, and 2 at some time
+    t = sorted((float(e[1]), 1 if e[0] == "start" else -1) for e in events)
+    live = [sum(d for _, d in t[: i + 1]) for i in range(len(t))]
+    assert max(live) == 2
+    assert len(list((recipe / "exp/sweep_par/logs").glob("*.log"))) == 4
+    # finished runs are skipped the second time
+    sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--grid", "alpha=0,1",
+                "--seeds", "0", "1", "--sets", "test", "--jobs", "2", "--name", "par"])
+    assert len((recipe / "events.txt").read_text().splitlines()) == len(events)
+
+
+def test_a_failing_parallel_run_stops_the_sweep_and_names_its_log(tmp_path):
+    recipe = _fake_recipe(tmp_path)
+    with pytest.raises(SystemExit, match=r"run sweep_bad_seed9 failed \(exit 3\).*logs/sweep_bad_seed9.log"):
+        sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--seeds", "9", "1",
+                    "--sets", "test", "--jobs", "2", "--name", "bad"])
+    assert "boom" in (recipe / "exp/sweep_bad/logs/sweep_bad_seed9.log").read_text()
+    # the run that was going on finished and kept its scores
+    assert sweep.read_scores(recipe / "exp/slm_sweep_bad_seed1", ["test"]) == {"test": 1}
+    with pytest.raises(SystemExit, match="--jobs"):
+        sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--jobs", "0"])

@@ -97,16 +97,17 @@ def test_run_sweep_hands_the_grid_and_the_other_options_to_the_sweep_tool(tmp_pa
     stub = tmp_path / "python"
     stub.write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
     stub.chmod(0o755)
-    r = _bash(f'PYTHON={stub}; stage=1; stop_stage=16; sweep=; sweep_seeds=0; '
+    r = _bash(f'PYTHON={stub}; stage=1; stop_stage=16; sweep=; sweep_seeds=0; sweep_jobs=1; '
               'test_sets="dev test"; parse_options "$@"; '
               'run_sweep conf/a.yaml exp RESULTS.md -- "$@"', tmp_path,
               "--stage", "11", "--sweep", "alpha=0,0.02 rho=0,0.5", "--sweep_seeds", "0 1",
-              "--stop_stage", "16")
+              "--stop_stage", "16", "--sweep_jobs", "4")
     assert r.returncode == 0, r.stderr
     args = [a[1:-1] for a in r.stdout.splitlines()]
     assert args[:2] == ["-m", "espnet_otreg.bin.sweep"]
     for opt, value in (("--config", "conf/a.yaml"), ("--stages", "11-13"), ("--expdir", "exp"),
-                       ("--results_md", "RESULTS.md"), ("--run_args", "")):
+                       ("--results_md", "RESULTS.md"), ("--run_args", ""), ("--jobs", "4"),
+                       ("--gpus_per_job", "0")):
         assert args[args.index(opt) + 1] == value, (opt, args)
     assert [args[i + 1] for i, a in enumerate(args) if a == "--grid"] == ["alpha=0,0.02", "rho=0,0.5"]
     seeds = args.index("--seeds")

