@@ -33,9 +33,9 @@ RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
 VALID = re.compile(r"(\d+)epoch results: .*?\[valid\] (.*)$")
 
 
-def valid_curve(train_log: Path) -> List[Dict[str, float]]:
+def valid_curve(train_log: Path) -> Dict[int, Dict[str, float]]:
     """Per epoch, the validation stats the ESPnet trainer logged (``[valid] k=v, ...``)."""
-    out = []
+    out = {}
     if not train_log.is_file():
         return out
     for line in train_log.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -49,8 +49,20 @@ def valid_curve(train_log: Path) -> List[Dict[str, float]]:
                 stats[k] = float(v)
             except ValueError:
                 pass
-        out.append(stats)
+        out[int(m.group(1))] = stats
     return out
+
+
+def run_curve(exp: Path) -> List[Dict[str, float]]:
+    """A run's validation stats, epoch 1 on, from all its logs: a resumed run's first
+    epochs (``train.before_resume.log``, local/run_tts_ablations.sh "long"), the logs
+    run.sh rotated on a rerun (``train.<n>.log``, older for larger n), then
+    ``train.log``; a later log wins for an epoch that two logs have."""
+    rotated = sorted(exp.glob("train.[0-9]*.log"), key=lambda p: -int(p.name.split(".")[1]))
+    by_epoch: Dict[int, Dict[str, float]] = {}
+    for log in [exp / "train.before_resume.log", *rotated, exp / "train.log"]:
+        by_epoch.update(valid_curve(log))
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
@@ -60,9 +72,7 @@ def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
         if not m or not d.is_dir():
             continue
         scores = read_scores(d, sets)
-        # a run resumed from another (local/run_tts_ablations.sh "long") keeps the
-        # first epochs' log apart
-        curve = valid_curve(d / "train.before_resume.log") + valid_curve(d / "train.log")
+        curve = run_curve(d)
         runs[m.group("name")][int(m.group("seed"))] = dict(scores=scores, curve=curve)
     return runs
 

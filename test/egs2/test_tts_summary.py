@@ -1,0 +1,64 @@
+"""local/summarize_tts_experiment.py on fabricated runs: mean/sd per system, paired
+differences with t and p, the epoch a run reaches a CER, and the validation curve of a
+resumed run put together from its logs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1/local/summarize_tts_experiment.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("summarize_tts_experiment", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _line(epoch, cer, fused=None):
+    extra = "" if fused is None else f", loss_ctc_fused={fused}"
+    return (f"[vm] 2026 (trainer:394) INFO: {epoch}epoch results: [train] loss=1.0, "
+            f"[valid] loss_ctc=2.0, cer_ctc={cer}{extra}, loss=2.0, time=1.2 seconds\n")
+
+
+def _run(exp, name, seed, test, curve, logs=("train.log",)):
+    d = exp / f"asr_sweep_{name}_seed{seed}"
+    (d / "dec/test/score").mkdir(parents=True)
+    (d / "dec/test/score/scores.json").write_text(json.dumps({"avg": test}))
+    parts = [curve] if len(logs) == 1 else [curve[:2], curve[2:]]
+    start = 1
+    for log, part in zip(logs, parts):
+        (d / log).write_text("".join(_line(start + i, c, 0.5) for i, c in enumerate(part)))
+        start += len(part)
+
+
+def test_tables_pairs_and_resumed_curves(tmp_path):
+    mod = _load()
+    exp = tmp_path / "exp"
+    for seed, (a, b) in enumerate([(6.0, 5.0), (7.0, 5.5), (8.0, 7.5)]):
+        _run(exp, "base", seed, a, [0.9, 0.3, 0.1, 0.08])
+        # the second system's runs were resumed: epochs 1-2 in train.before_resume.log
+        _run(exp, "new", seed, b, [0.9, 0.15, 0.1, 0.07],
+             logs=("train.before_resume.log", "train.log"))
+    md = mod.summarize(exp, ["test"], ["base"], reach=20.0)
+    assert "| base | 0 1 2 | 7.00 ± 1.00 |" in md
+    assert "| new | 0 1 2 | 6.00 ± 1.32 |" in md
+    # diffs -1.0 -1.5 -0.5: mean -1.00, sd 0.50, t = -1 / (0.5 / sqrt 3) = -3.46, p = 0.074
+    assert "| new | 0 1 2 | -1.00 -1.50 -0.50 | -1.00 ± 0.50 | -3.46 (0.07) |" in md
+    # epochs to < 20 %: 3 for base, 2 for new; the resumed curve has all 4 epochs
+    assert "| 3.0 ± 0.0 |" in md and "| 2.0 ± 0.0 |" in md
+    assert "| new | 90.0 | 15.0 | 10.0 | 7.0 |" in md
+    assert mod.t_test([1.0]) == (None, None)
+
+
+def test_a_later_log_wins_for_an_epoch(tmp_path):
+    mod = _load()
+    d = tmp_path / "asr_sweep_x_seed0"
+    d.mkdir()
+    (d / "train.2.log").write_text(_line(1, 0.9) + _line(2, 0.5))
+    (d / "train.1.log").write_text(_line(2, 0.4) + _line(3, 0.3))
+    (d / "train.log").write_text("")  # a rerun with nothing left to train
+    assert [e["cer_ctc"] for e in mod.run_curve(d)] == pytest.approx([0.9, 0.4, 0.3])
