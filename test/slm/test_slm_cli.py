@@ -2,7 +2,6 @@
 modality gap's retrieval (its CLI runs in the FLEURS mini recipe test)."""
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
