@@ -149,7 +149,7 @@ class GMOTAligner(torch.nn.Module):
             raise ValueError(f"align_loss must be 'cosine' or 'mse', got {align_loss!r}")
         if grad not in ("envelope", "autodiff"):
             raise ValueError(f"grad (ot_grad) must be 'envelope' or 'autodiff', got {grad!r}")
-        self.alpha, self.rho, self.epsilon, self.ws, self.tau = alpha, rho, epsilon, ws, tau
+        self.alpha, self.rho, self.epsilon, self.ws = alpha, rho, epsilon, ws
         self.edge_metric, self.align_loss = edge_metric, align_loss
         self.max_iter, self.inner_max_iter, self.tol = max_iter, inner_max_iter, tol
         if window_mode not in ("zero", "masked"):
@@ -213,8 +213,8 @@ class GMOTAligner(torch.nn.Module):
         res = ot.fused_gromov_wasserstein(
             cost, c_h, c_z, h_mask, z_mask,
             alpha=self.alpha, epsilon=self.epsilon if epsilon is None else epsilon,
-            tau=(self.tau_frames, self.tau_tokens), max_iter=self.max_iter, inner_max_iter=self.inner_max_iter,
-            tol=self.tol, grad=self.grad, early_stop=self.early_stop,
+            tau=(self.tau_frames, self.tau_tokens), max_iter=self.max_iter,
+            inner_max_iter=self.inner_max_iter, tol=self.tol, grad=self.grad, early_stop=self.early_stop,
             ws=self.ws_frames if self.ws_frames == self.ws_tokens else (self.ws_frames, self.ws_tokens),
             window_mode=self.window_mode if banded else "zero",
         )

@@ -24,7 +24,7 @@ def _dense_reference(al: GMOTAligner, h, hm, z, zm):
     return ot.fused_gromov_wasserstein(
         cost, ot.structure(h, hm, al.edge_metric, window=al.ws),
         ot.structure(z, zm, al.edge_metric, window=al.ws), hm, zm, alpha=al.alpha,
-        epsilon=al.epsilon, tau=al.tau, max_iter=al.max_iter,
+        epsilon=al.epsilon, tau=(al.tau_frames, al.tau_tokens), max_iter=al.max_iter,
         inner_max_iter=al.inner_max_iter, tol=al.tol,
     )
 
