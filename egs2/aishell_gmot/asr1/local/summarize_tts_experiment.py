@@ -9,8 +9,10 @@ For each system (a run directory ``asr_sweep_<name>_seed<k>``, grouped over seed
 - dev/test CER, mean ± sd over seeds (n - 1), from the scored decoding dirs;
 - the paired difference to a reference system over the seeds both have (default: the
   GM-OT defaults and the CTC baseline), with the paired t statistic and its two-sided
-  p-value (df = n - 1): with 3 seeds, |t| must exceed 4.3 for p < 0.05; ``--pair A=B``
-  adds chosen pairs in one table (e.g. GM-OT minus CTC at each training length);
+  p-value (df = n - 1): with 3 seeds, |t| must exceed 4.3 for p < 0.05. A reference's
+  table holds the systems trained as long (the same ``_ep<N>`` name suffix, none for
+  the recipe's 8 epochs); ``--pair A=B`` adds chosen pairs in one table (e.g. GM-OT
+  minus CTC at each training length);
 - convergence: the per-epoch validation CER the trainer logged (mean over seeds), and
   the first epoch at which it falls below ``--reach`` % (speed of leaving the blank
   plateau, reported apart from final accuracy);
@@ -33,6 +35,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from espnet_otreg.bin.sweep import read_scores
 
 RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
+LENGTH = re.compile(r"_ep(\d+)$")  # the "long" runs of local/run_tts_ablations.sh
+
+
+def length_tag(name: str) -> str:
+    """The training-length suffix of a system name ("" for the config's own length)."""
+    m = LENGTH.search(name)
+    return m.group(0) if m else ""
 VALID = re.compile(r"(\d+)epoch results: .*?\[valid\] (.*)$")
 
 
@@ -170,7 +179,8 @@ def summarize(exp: Path, sets: List[str], refs: List[str], reach: float,
         out += [f"### Paired by seed: system minus `{ref}`", "",
                 f"| system | seeds | {head} |", f"|---|---|{rule}"]
         for name in names:
-            cells = paired_row(runs, name, ref, sets) if name != ref else None
+            same_length = length_tag(name) == length_tag(ref)
+            cells = paired_row(runs, name, ref, sets) if name != ref and same_length else None
             if cells:
                 out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
