@@ -1,20 +1,17 @@
 """local/coupling_diagnostics.py: the CTC forced alignment and the plan metrics on
 hand-made inputs whose answers are known."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from recipe_helpers import load_local
 
-SCRIPT = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1/local/coupling_diagnostics.py"
+RECIPE = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("coupling_diagnostics", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_local(RECIPE, "coupling_diagnostics")
 
 
 def _posteriors(frames, vocab=5, peak=0.9):

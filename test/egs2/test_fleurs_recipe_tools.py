@@ -1,7 +1,6 @@
 """egs2/fleurs_otreg/asr1 local tools: scoring, RESULTS.md, configs, run.sh options,
 the mini corpus generator and the data stages on bad input (fast; no training)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,16 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from recipe_helpers import load_local
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "fleurs_otreg" / "asr1"
 REPO = RECIPE.parents[2]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"fleurs_{name}", RECIPE / "local" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_local(RECIPE, name)
 
 
 def _data_dir(d: Path, items):

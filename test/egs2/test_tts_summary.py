@@ -2,20 +2,17 @@
 differences with t and p, the epoch a run reaches a CER, and the validation curve of a
 resumed run put together from its logs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from recipe_helpers import load_local
 
-SCRIPT = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1/local/summarize_tts_experiment.py"
+RECIPE = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("summarize_tts_experiment", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_local(RECIPE, "summarize_tts_experiment")
 
 
 def _line(epoch, cer, fused=None):
