@@ -96,3 +96,20 @@ def test_tts_experiment_toy(tmp_path):
     assert len(rows) == 2 and "| trained |" in rows[0] and "| sharp |" in rows[1]
     mass = [float(c) for c in rows[0].strip("|").split("|")[3:8]]
     assert 0 <= mass[0] <= 1 and mass[1] >= 1 and 0 <= mass[3] <= 1
+
+
+def test_long_runs_keep_every_earlier_log_in_order(tmp_path):
+    """run_tts_ablations.sh's earlier_logs: what a "long" run copies as its first epochs'
+    log, oldest first, including the logs run.sh rotated when a run was restarted."""
+    d = tmp_path / "run"
+    d.mkdir()
+    for name, text in [("train.before_resume.log", "a\n"), ("train.2.log", "b\n"),
+                       ("train.10.log", "a2\n"), ("train.1.log", "c\n"), ("train.log", "d\n")]:
+        (d / name).write_text(text)
+    script = RECIPE / "local/run_tts_ablations.sh"
+    proc = subprocess.run(
+        ["bash", "-c", f'eval "$(sed -n "/^earlier_logs() {{/,/^}}/p" {script})"; earlier_logs {d}'],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["a", "a2", "b", "c", "d"]

@@ -67,6 +67,16 @@ shorter_run() {  # <system> <epochs> <seed>: the longest finished shorter run, i
   echo "${best}"
 }
 
+earlier_logs() {  # <run dir>: its training logs, oldest first
+  local d=$1 n
+  [ -f "${d}/train.before_resume.log" ] && cat "${d}/train.before_resume.log"
+  for n in $(ls "${d}" | sed -n 's/^train\.\([0-9]*\)\.log$/\1/p' | sort -rn); do
+    cat "${d}/train.${n}.log"
+  done
+  [ -f "${d}/train.log" ] && cat "${d}/train.log"
+  return 0
+}
+
 long_run() {  # <system> <epochs>
   local sys=$1 epochs=$2 k src dst
   for k in ${seeds}; do
@@ -76,9 +86,10 @@ long_run() {  # <system> <epochs>
       log "${dst}: resuming from ${src} (its checkpoint and kept epochs)"
       mkdir -p "${dst}"
       cp -a "${src}/checkpoint.pth" "${src}"/*epoch.pth "${src}/tensorboard" "${dst}/"
-      # the earlier epochs' log lines, for the validation curves
-      cat "${src}/train.before_resume.log" "${src}/train.log" 2>/dev/null \
-        > "${dst}/train.before_resume.log" || true
+      # the earlier epochs' log lines, for the validation curves: the source's own
+      # earlier epochs, the logs run.sh rotated on a rerun (train.<n>.log, older for
+      # larger n), then its train.log
+      earlier_logs "${src}" > "${dst}/train.before_resume.log"
     fi
   done
   local/run_tts_experiment.sh --prep false --parallel 1 --systems "${sys}" --seeds "${seeds}" \
