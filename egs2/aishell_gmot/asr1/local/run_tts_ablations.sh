@@ -6,6 +6,7 @@
 #
 #   local/run_tts_ablations.sh                 # the first round (queues a and b), seeds 0 1 2
 #   local/run_tts_ablations.sh --queues "c d"  # the second round
+#   local/run_tts_ablations.sh --queues "e f"  # the third: 40 epochs
 #   local/run_tts_ablations.sh --queues b      # one queue only
 #   local/run_tts_ablations.sh --jobs "gmot rho=0; long ctc 24"   # own jobs, one queue
 #
@@ -54,6 +55,9 @@ queue_d=(
   "gmot fusion_source=none"        # the extra CTC on LayerNorm(H_A): no coupling at all
   "long gmot 32"
 )
+# queues e and f: the baseline had not converged at 32 epochs
+queue_e=("long ctc 40")
+queue_f=("long gmot 40")
 
 shorter_run() {  # <system> <epochs> <seed>: the longest finished shorter run, if any
   local sys=$1 epochs=$2 k=$3 best= best_ep=0 d ep
@@ -125,7 +129,9 @@ for q in ${queues}; do
     b) run_queue "${queue_b[@]}" & ;;
     c) run_queue "${queue_c[@]}" & ;;
     d) run_queue "${queue_d[@]}" & ;;
-    *) die "unknown queue ${q} (a, b, c or d)" ;;
+    e) run_queue "${queue_e[@]}" & ;;
+    f) run_queue "${queue_f[@]}" & ;;
+    *) die "unknown queue ${q} (a to f)" ;;
   esac
   pids+=($!)
 done
