@@ -68,6 +68,8 @@ def test_chosen_pairs_epoch_columns_and_curve_plot(tmp_path):
         _run(exp, "ctc_ep4", seed, a, [0.9, 0.3, 0.1, 0.08])
         _run(exp, "gmot_ep4", seed, b, [0.9, 0.2, 0.1, 0.06])
     _run(exp, "gmot", 0, 9.0, [0.9, 0.5])
+    (exp / "asr_sweep_gmot_ep8_seed0").mkdir()  # still training: no scores, no row
+    (exp / "asr_sweep_gmot_ep8_seed0/train.log").write_text(_line(5, 0.1))
     md = mod.summarize(exp, ["test"], ["ctc_ep4"], reach=20.0, pairs=[("gmot_ep4", "ctc_ep4")],
                        curve_epochs=[1, 4, 9])
     # the reference's table pairs only the systems trained as long (same _ep suffix)
@@ -76,7 +78,7 @@ def test_chosen_pairs_epoch_columns_and_curve_plot(tmp_path):
     assert "### Paired by seed: chosen pairs" in md
     assert "| gmot_ep4 | ctc_ep4 | 0 1 | -1.00 -1.50 | -1.25 ± 0.35 |" in md
     assert "| system | 1 | 4 |\n" in md  # epoch 9 was never reached: no column
-    assert "| gmot_ep4 | 90.0 | 6.0 |" in md
+    assert "| gmot_ep4 | 90.0 | 6.0 |" in md and "gmot_ep8" not in md
     png = tmp_path / "curves.png"
     mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--plot", str(png),
               "--plot_systems", "ctc_ep4", "gmot_ep4", "--pair", "gmot_ep4=ctc_ep4"])

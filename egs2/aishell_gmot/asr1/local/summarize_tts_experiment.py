@@ -141,7 +141,9 @@ def summarize(exp: Path, sets: List[str], refs: List[str], reach: float,
               names: Optional[List[str]] = None, pairs: Sequence[Tuple[str, str]] = (),
               curve_epochs: Optional[List[int]] = None) -> str:
     runs = collect(exp, sets)
-    names = [n for n in (names or sorted(runs)) if n in runs]
+    # systems with at least one scored run (a run still training has no scores yet)
+    names = [n for n in (names or sorted(runs))
+             if n in runs and any(r["scores"] for r in runs[n].values())]
     lines = ["| system | seeds | " + " | ".join(f"{s} CER (mean ± sd)" for s in sets)
              + f" | epoch valid CER < {reach:g} % | last epoch valid CER | valid loss_ctc / loss_ctc_fused"
              " | coupling entropy / monotonic |",
