@@ -3,6 +3,7 @@ differences with t and p, the epoch a run reaches a CER, and the validation curv
 resumed run put together from its logs."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,9 @@ def test_tables_pairs_and_resumed_curves(tmp_path):
     assert "| 3.0 ± 0.0 |" in md and "| 2.0 ± 0.0 |" in md
     assert "| new | 90.0 | 15.0 | 10.0 | 7.0 |" in md
     assert mod.t_test([1.0]) == (None, None)
+    # equal differences up to float rounding: no finite t, not a huge one
+    assert mod.t_test([4.68 - 4.93, 4.62 - 4.87]) == (-math.inf, 0.0)
+    assert mod.t_test([0.0, 1e-17]) == (None, None)
 
 
 def test_a_later_log_wins_for_an_epoch(tmp_path):

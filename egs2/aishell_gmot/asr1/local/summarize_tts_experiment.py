@@ -94,10 +94,10 @@ def t_test(diffs: List[float]):
     n = len(diffs)
     if n < 2:
         return None, None
-    sd = statistics.stdev(diffs)
-    if sd == 0:
-        return math.inf, 0.0
-    t = statistics.fmean(diffs) / (sd / math.sqrt(n))
+    sd, mean = statistics.stdev(diffs), statistics.fmean(diffs)
+    if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences (up to float rounding)
+        return (None, None) if abs(mean) <= 1e-9 else (math.copysign(math.inf, mean), 0.0)
+    t = mean / (sd / math.sqrt(n))
     from scipy import stats
 
     return t, float(2 * stats.t.sf(abs(t), n - 1))
