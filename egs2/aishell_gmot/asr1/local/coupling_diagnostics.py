@@ -39,43 +39,25 @@ from espnet_otreg import ot
 
 
 def ctc_forced_align(log_probs: np.ndarray, labels: Sequence[int], blank: int = 0) -> np.ndarray:
-    """Frame of the first emission of each label on the best CTC path (Viterbi).
+    """Frame of the first emission of each label on the best CTC path (Viterbi,
+    ``torchaudio.functional.forced_align``).
 
     ``log_probs``: (T, V) frame log-posteriors; ``labels``: L token ids (no blank).
     Returns L frame indices, non-decreasing. Needs T >= L + repeats.
     """
-    t_len, n = log_probs.shape[0], len(labels)
-    ext = [blank]
-    for y in labels:
-        ext += [y, blank]
-    s_len = len(ext)
-    ext = np.asarray(ext)
-    # a state may come from s, s-1, and s-2 when s is a label that differs from s-2
-    skip = np.zeros(s_len, bool)
-    skip[3::2] = ext[3::2] != ext[1:-2:2]
-    score = np.full(s_len, -np.inf)
-    score[:2] = log_probs[0, ext[:2]]
-    back = np.zeros((t_len, s_len), np.int64)
-    for t in range(1, t_len):
-        stay = score
-        step = np.concatenate([[-np.inf], score[:-1]])
-        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
-        cand = np.stack([stay, step, jump])
-        arg = cand.argmax(0)
-        back[t] = arg
-        score = cand[arg, np.arange(s_len)] + log_probs[t, ext]
-    s = s_len - 1 if score[-1] >= score[-2] or n == 0 else s_len - 2
-    if not np.isfinite(score[s]):
-        raise ValueError(f"{t_len} frames cannot hold {n} labels with their repeats")
-    path = np.zeros(t_len, np.int64)
-    for t in range(t_len - 1, -1, -1):
-        path[t] = s
-        s -= back[t, s]
-    first = np.full(n, -1)
-    for t, s in enumerate(path):
-        if s % 2 == 1 and first[s // 2] < 0:
-            first[s // 2] = t
-    return first
+    import torchaudio.functional as taf
+
+    repeats = sum(a == b for a, b in zip(labels, labels[1:]))
+    if log_probs.shape[0] < len(labels) + repeats:
+        raise ValueError(f"{log_probs.shape[0]} frames cannot hold {len(labels)} labels "
+                         "with their repeats")
+    if not labels:
+        return np.zeros(0, np.int64)
+    path, scores = taf.forced_align(
+        torch.as_tensor(log_probs, dtype=torch.float32)[None],
+        torch.tensor([list(labels)], dtype=torch.int32), blank=blank)
+    spans = taf.merge_tokens(path[0], scores[0].exp(), blank=blank)
+    return np.array([span.start for span in spans], np.int64)
 
 
 def plan_metrics(plan: np.ndarray, first: np.ndarray, slack: int = 1) -> Dict[str, float]:
