@@ -15,8 +15,15 @@ the same ``from_pretrained`` code as ``bert-base-chinese``.
 Vocabulary: BERT's five special tokens and every character of the text (the corpus is
 written in those characters). Masking as in BERT: 15 % of the characters, of which 80 %
 become [MASK], 10 % a random character, 10 % stay. The last ``--heldout`` sentences are
-not trained on; the masked-character accuracy on them is logged every epoch and written
-to ``<out>/pretrain.json`` (a random guess scores 1 / vocabulary size).
+not trained on (or the sentences of ``--heldout_text``, so that teachers trained on
+different text are measured on the same sentences). On them, every epoch, we log the
+masked-character accuracy and perplexity (``exp`` of the mean cross-entropy at the
+masked positions), and write them to ``<out>/pretrain.json`` next to what a unigram
+model of the training text scores on the same positions: a teacher near unigram level
+knows the character frequencies and nothing else.
+
+``--epochs 0`` saves the random initialisation: the untrained control of the teacher-
+strength study (docs/experiments.md), same architecture, no knowledge.
 """
 
 from __future__ import annotations
@@ -54,14 +61,40 @@ def mask_tokens(ids, vocab_size, gen, p=0.15):
 
 
 @torch.no_grad()
-def accuracy(model, ids, vocab_size, seed=123):
+def heldout_scores(model, ids, vocab_size, log_unigram, seed=123, batch_size=256):
+    """Masked-character accuracy and perplexity of ``model`` and of the unigram model
+    ``log_unigram`` (log-probabilities over the vocabulary) on the same masked
+    positions (a fixed mask, so every epoch and every teacher sees the same ones)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     inputs, labels = mask_tokens(ids, vocab_size, gen)
-    logits = model(input_ids=inputs, attention_mask=(ids > 0).long()).logits
-    hit = (logits.argmax(-1) == labels) & (labels != -100)
+    hits = nll = n = 0.0
+    for i in range(0, len(ids), batch_size):
+        x, y = inputs[i : i + batch_size], labels[i : i + batch_size]
+        logits = model(input_ids=x, attention_mask=(ids[i : i + batch_size] > 0).long()).logits
+        on = y != -100
+        hits += float((logits.argmax(-1)[on] == y[on]).sum())
+        nll += float(torch.nn.functional.cross_entropy(logits[on], y[on], reduction="sum"))
+        n += float(on.sum())
     model.train()
-    return float(hit.sum() / (labels != -100).sum())
+    on = labels != -100
+    y = labels[on]
+    return dict(
+        mlm_acc=hits / n, mlm_ppl=float(torch.exp(torch.tensor(nll / n))),
+        unigram_acc=float((y == log_unigram.argmax()).float().mean()),
+        unigram_ppl=float(torch.exp(-log_unigram[y].mean())),
+    )
+
+
+def unigram(ids, vocab_size):
+    """Add-one log-probabilities of the real characters of ``ids`` (specials get none)."""
+    counts = torch.bincount(ids[ids >= len(SPECIAL)], minlength=vocab_size).double() + 1.0
+    counts[: len(SPECIAL)] = 0.0
+    return (counts / counts.sum()).log()
+
+
+def read_lines(path: Path) -> list:
+    return [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
 
 
 def main(argv=None) -> None:
@@ -76,7 +109,10 @@ def main(argv=None) -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--max_len", type=int, default=32)
-    p.add_argument("--heldout", type=int, default=300)
+    p.add_argument("--heldout", type=int, default=300,
+                   help="the last N sentences of --text are held out")
+    p.add_argument("--heldout_text", type=Path, default=None,
+                   help="held-out sentences (then all of --text is trained on)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -85,11 +121,14 @@ def main(argv=None) -> None:
     if (args.out / "config.json").is_file():
         logging.info(f"{args.out}: teacher exists, keeping it")
         return
-    sents = [s.strip() for s in args.text.read_text(encoding="utf-8").splitlines() if s.strip()]
-    chars = sorted({c for s in sents for c in s})
+    sents = read_lines(args.text)
+    if args.heldout_text is not None:
+        train, heldout = sents, read_lines(args.heldout_text)
+    else:
+        train, heldout = sents[: -args.heldout], sents[-args.heldout :]
+    chars = sorted({c for s in train + heldout for c in s})
     stoi = {t: i for i, t in enumerate(SPECIAL + chars)}
     V = len(stoi)
-    train, heldout = sents[: -args.heldout], sents[-args.heldout :]
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     cfg = BertConfig(vocab_size=V, hidden_size=args.hidden_size,
@@ -98,34 +137,45 @@ def main(argv=None) -> None:
     model = BertForMaskedLM(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ids, held = encode(train, stoi, args.max_len), encode(heldout, stoi, args.max_len)
+    log_unigram = unigram(ids, V)
     steps = args.epochs * ((len(ids) + args.batch_size - 1) // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+             if steps else None)
     history, t0 = [], time.time()
     logging.info(f"MLM on {len(train)} sentences, {V} tokens; held out {len(heldout)}; "
                  f"chance {1 / (V - len(SPECIAL)):.4f}")
+    if args.epochs == 0:
+        history.append(dict(epoch=0, train_loss=None, **heldout_scores(model, held, V, log_unigram)))
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ids), generator=gen)
         total = 0.0
         for i in range(0, len(ids), args.batch_size):
             batch = ids[perm[i : i + args.batch_size]]
             inputs, labels = mask_tokens(batch, V, gen)
+            # Drop the columns that are padding in every row (masked on the full width,
+            # so the random stream does not depend on the batch's lengths).
+            width = int((batch > 0).sum(1).max())
+            batch, inputs, labels = (t[:, :width].contiguous() for t in (batch, inputs, labels))
             loss = model(input_ids=inputs, attention_mask=(batch > 0).long(), labels=labels).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(batch)
-        acc = accuracy(model, held, V)
-        history.append(dict(epoch=epoch, train_loss=total / len(ids), heldout_mlm_acc=acc))
+        scores = heldout_scores(model, held, V, log_unigram)
+        history.append(dict(epoch=epoch, train_loss=total / len(ids), **scores))
         logging.info(f"epoch {epoch}: train loss {total / len(ids):.3f}, held-out masked "
-                     f"accuracy {acc:.3f} ({time.time() - t0:.0f} s)")
+                     f"accuracy {scores['mlm_acc']:.3f}, perplexity {scores['mlm_ppl']:.1f} "
+                     f"(unigram {scores['unigram_acc']:.3f}, {scores['unigram_ppl']:.1f}) "
+                     f"({time.time() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "vocab.txt").write_text("\n".join(SPECIAL + chars) + "\n", encoding="utf-8")
     BertTokenizer(str(args.out / "vocab.txt"), do_lower_case=False).save_pretrained(args.out)
     model.bert.save_pretrained(args.out)  # the encoder, what AutoModel loads
+    paths = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (args.out / "pretrain.json").write_text(json.dumps(dict(
-        vars(args) | dict(text=str(args.text), out=str(args.out)), vocab_size=V,
-        chance=1 / (V - len(SPECIAL)), history=history), indent=1) + "\n")
+        paths, vocab_size=V, train_sentences=len(train), heldout_sentences=len(heldout),
+        chance=1 / (V - len(SPECIAL)), final=history[-1], history=history), indent=1) + "\n")
     logging.info(f"teacher -> {args.out}")
 
 
