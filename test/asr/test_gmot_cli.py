@@ -28,6 +28,8 @@ UTTS["utt08"] = UTTS["utt01"]  # same transcript: shares the cached matrix
 
 def _run(module, *args, block_espnet_otreg=False):
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    if block_espnet_otreg:  # stock ESPnet alone: the plugin's start-up hook off too
+        env["ESPNET_OTREG_AUTOLOAD"] = "0"
     pre = "import sys; sys.modules['espnet_otreg'] = None; " if block_espnet_otreg else ""
     code = pre + f"import sys; from {module} import main; main(sys.argv[1:])"
     r = subprocess.run([sys.executable, "-c", code, *map(str, args)],
@@ -183,3 +185,59 @@ def test_plot_labels_cjk_by_position_without_a_cjk_font(tmp_path, monkeypatch, c
     caplog.clear()
     plot_coupling.plot(plan, ["a", "b"], "t", tmp_path / "b.png")
     assert "no CJK font" not in caplog.text
+
+
+def test_stock_espnet_entry_points_know_gmot(trained, tmp_path):
+    """What ESPnet's own asr.sh runs, after ``pip install espnet-otreg`` and nothing else:
+    ``python -m espnet2.bin.asr_train`` trains ``model: gmot`` (the cached teacher
+    features come in as a variable data key) and ``python -m espnet2.bin.asr_inference``
+    decodes it. The interpreters never import espnet_otreg by hand: the package's
+    start-up hook (setup.py) registers the model when ESPnet's ASR task is imported."""
+    import site
+
+    hooks = [Path(d) / "espnet_otreg-startup.pth" for d in site.getsitepackages()]
+    assert any(h.is_file() for h in hooks), (
+        f"no start-up hook in {site.getsitepackages()}: reinstall (pip install -e .)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ESPNET_OTREG_AUTOLOAD")}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+
+    def stock(module, *args):
+        r = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{module} failed:\n{r.stderr[-4000:]}"
+        return r
+
+    # The hook is what does it: without it, stock ESPnet does not know the model.
+    probe = "import espnet2.tasks.asr as t; print('gmot' in t.model_choices.classes)"
+    for autoload, known in (("1", "True"), ("0", "False")):
+        r = subprocess.run([sys.executable, "-c", probe], env=dict(env, ESPNET_OTREG_AUTOLOAD=autoload),
+                           capture_output=True, text=True)
+        assert r.stdout.split()[-1:] == [known], (autoload, r.stdout, r.stderr[-2000:])
+
+    data, exp = trained / "data", tmp_path / "exp"
+    split_data = []
+    for split in ("train", "valid"):
+        split_data += [
+            f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+            f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+            f"--{split}_data_path_and_name_and_type",
+            f"{trained}/teacher/feats.scp,teacher_feats,kaldi_ark",
+        ]
+    r = stock("espnet2.bin.asr_train", "--config", trained / "config.yaml", "--ngpu", 0,
+          "--num_workers", 0, "--use_preprocessor", "true", "--token_type", "char",
+          "--token_list", trained / "tokens.txt", "--cleaner", "none", "--g2p", "none",
+          "--non_linguistic_symbols", "none", "--allow_variable_data_keys", "true",
+          *split_data, "--normalize", "global_mvn",
+          "--normalize_conf", f"stats_file={trained}/stats/train/feats_stats.npz",
+          "--train_shape_file", trained / "stats/train/speech_shape",
+          "--valid_shape_file", trained / "stats/valid/speech_shape",
+          "--batch_size", 4, "--fold_length", 80000, "--max_epoch", 1, "--output_dir", exp)
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    assert conf["model"] == "gmot"
+    assert "loss_gmot" in r.stderr  # the GM-OT stats, in the trainer's epoch summary
+    stock("espnet2.bin.asr_inference", "--data_path_and_name_and_type",
+          f"{data}/wav.scp,speech,sound", "--ngpu", 0, "--batch_size", 1, "--ctc_weight", 1.0,
+          "--lm_weight", 0.0, "--beam_size", 1, "--asr_train_config", exp / "config.yaml",
+          "--asr_model_file", exp / "1epoch.pth", "--output_dir", tmp_path / "dec")
+    hyps = (tmp_path / "dec/1best_recog/text").read_text(encoding="utf-8").splitlines()
+    assert {line.split(maxsplit=1)[0] for line in hyps} == set(UTTS)

@@ -15,6 +15,7 @@ package directory); the loading code is the same ``ModelDownloader`` that
 
 import argparse
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,11 @@ p.add_argument("--cachedir", type=Path, default=None)
 p.add_argument("--block_espnet_otreg", default="true", choices=["true", "false"])
 a = p.parse_args()
 if a.block_espnet_otreg == "true":
+    if os.environ.get("ESPNET_OTREG_AUTOLOAD") != "0":
+        # An installed espnet_otreg hooks every interpreter's start-up (setup.py): start
+        # again without it, as a user who never installed the plugin.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  dict(os.environ, ESPNET_OTREG_AUTOLOAD="0"))
     sys.modules["espnet_otreg"] = None  # any import of it now raises ImportError
 
 import soundfile  # noqa: E402
