@@ -8,6 +8,8 @@ Commands (each one ESPnet ``asr.sh`` step, no Kaldi needed)::
     filter --src dump/raw/org/train_sp --dst dump/raw/train_sp
            [--min_duration 0.1] [--max_duration 20] [--max_text_len N]         # stage 4
     validate --dir data/train
+    check_keys --scp dump/teacher/train_sp/feats.scp --reference dump/raw/train_sp/text
+           --what "teacher features" --rebuild "run stage 6 again"             # stage 11
     split --scp dump/raw/test/wav.scp --out logdir/keys.{}.scp --nj 8          # stage 12
     merge --out decode/text --parts logdir/output.*/1best_recog/text          # stage 12
     score --ref dump/raw/test/text --hyp decode/text --utt2spk dump/raw/test/utt2spk
@@ -54,6 +56,12 @@ def main(argv=None) -> int:
     s = sub.add_parser("validate")
     s.add_argument("--dir", required=True)
     s.add_argument("--no_text", action="store_true")
+
+    s = sub.add_parser("check_keys")
+    s.add_argument("--scp", required=True)
+    s.add_argument("--reference", required=True, help="every key of this file must be in --scp")
+    s.add_argument("--what", default="data", help="what --scp holds, for the message")
+    s.add_argument("--rebuild", default="", help="how to rebuild --scp, for the message")
 
     s = sub.add_parser("split")
     s.add_argument("--scp", required=True)
@@ -109,6 +117,11 @@ def _run(a) -> int:
 
         n = validate_data_dir(a.dir, need_text=not a.no_text)
         print(f"validate: {a.dir} ok ({n} utterances)")
+    elif a.cmd == "check_keys":
+        from espnet_otreg.data.datadir import check_keys
+
+        n = check_keys(a.scp, a.reference, a.what, a.rebuild)
+        print(f"check_keys: {a.scp} has all {n} utterances of {a.reference}")
     elif a.cmd == "split":
         from espnet_otreg.data.datadir import split_scp
 

@@ -236,3 +236,23 @@ def merge_kv(out: PathLike, parts: Sequence[PathLike]) -> int:
             raise DataDirError(f"{p}: keys already in another part: {sorted(dup)[:5]}")
         merged.update(m)
     return write_kv(out, merged)
+
+
+def check_keys(scp: PathLike, reference: PathLike, what: str, rebuild: str) -> int:
+    """Raise unless every utterance of ``reference`` (a key-value file such as a data
+    dir's ``text``) has an entry in ``scp``; returns how many it checked.
+
+    ESPnet's data loader reads the data keys lazily and dies on the first missing one
+    with a bare ``KeyError: '<utt id>'`` mid-epoch; this says before training starts
+    which utterances ``scp`` (``what``) lacks and how to rebuild it (``rebuild``).
+    """
+    if not Path(scp).is_file():
+        raise DataDirError(f"{scp}: missing ({what}); {rebuild}")
+    have = read_kv(scp, allow_empty_value=True)
+    need = read_kv(reference, allow_empty_value=True)
+    missing = [k for k in need if k not in have]
+    if missing:
+        raise DataDirError(
+            f"{scp} ({what}) lacks {len(missing)} of the {len(need)} utterances of "
+            f"{reference}, e.g. {', '.join(missing[:5])}; {rebuild}")
+    return len(need)

@@ -25,3 +25,22 @@ def test_errors_exit_1_with_message(tmp_path, capsys):
     assert main(["validate", "--dir", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
     assert "ERROR:" in err and "missing wav.scp" in err
+
+
+def test_check_keys_names_the_missing_utterances_and_the_fix(tmp_path, capsys):
+    """A teacher cache that lacks utterances of the training list: stage 11 stops before
+    training, naming them and the stage that rebuilds the cache (ESPnet's loader would
+    die mid-epoch on a bare KeyError)."""
+    write_kv(tmp_path / "text", {f"u{i}": "你好" for i in range(6)})
+    write_kv(tmp_path / "feats.scp", {f"u{i}": f"feats.ark:{i}" for i in range(4)})
+    args = ["check_keys", "--scp", str(tmp_path / "feats.scp"), "--reference",
+            str(tmp_path / "text"), "--what", "teacher features", "--rebuild", "run stage 6"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "lacks 2 of the 6 utterances" in err and "u4, u5" in err and "run stage 6" in err
+    write_kv(tmp_path / "feats.scp", {f"u{i}": f"feats.ark:{i}" for i in range(7)})
+    assert main(args) == 0
+    assert "has all 6 utterances" in capsys.readouterr().out
+    assert main(["check_keys", "--scp", str(tmp_path / "none.scp"), "--reference",
+                 str(tmp_path / "text"), "--rebuild", "run stage 6"]) == 1
+    assert "missing" in capsys.readouterr().err

@@ -60,11 +60,12 @@ def test_stage1_skips_and_reports_unmatched_utterances(tmp_path):
 
 
 
-def test_stage1_extracts_packed_speaker_archives(tmp_path):
-    """--aishell_dir where only data_aishell.tgz was extracted: the release's
-    wav/<spk>.tar.gz archives are still packed; stage 1 extracts them (once)."""
-    text = ("BAC009S0002W0001 我 是 学生\nBAC009S0002W0002 你 好\n"
-            "BAC009S0724W0001 你 好\nBAC009S0764W0001 中国 人\n").encode()
+PACKED_TEXT = ("BAC009S0002W0001 我 是 学生\nBAC009S0002W0002 你 好\n"
+               "BAC009S0724W0001 你 好\nBAC009S0764W0001 中国 人\n").encode()
+
+
+def _packed_corpus(tmp_path, text=PACKED_TEXT):
+    """AISHELL-1 as after ``tar xzf data_aishell.tgz``: wav/<spk>.tar.gz still packed."""
     staged = _corpus(tmp_path / "staged", text, WAVS)
     root = tmp_path / "aishell"
     wav_dir = root / "data_aishell" / "wav"
@@ -77,6 +78,13 @@ def test_stage1_extracts_packed_speaker_archives(tmp_path):
                 src = staged / "data_aishell" / "wav" / dset / spk
                 if src.is_dir():
                     tar.add(src, arcname=f"{dset}/{spk}")
+    return root
+
+
+def test_stage1_extracts_packed_speaker_archives(tmp_path):
+    """--aishell_dir where only data_aishell.tgz was extracted: the release's
+    wav/<spk>.tar.gz archives are still packed; stage 1 extracts them (once)."""
+    root = _packed_corpus(tmp_path)
     r = _run(RECIPE / "local" / "data.py", "--aishell_dir", root, "--out", tmp_path / "data")
     assert r.returncode == 0, r.stderr
     assert "extracted 3 / 3 speaker archives" in r.stderr
@@ -85,6 +93,29 @@ def test_stage1_extracts_packed_speaker_archives(tmp_path):
     r = _run(RECIPE / "local" / "data.py", "--aishell_dir", root, "--out", tmp_path / "data2")
     assert r.returncode == 0, r.stderr
     assert "already extracted" in r.stderr
+
+
+def test_stage1_read_only_corpus_extracts_into_the_recipe(tmp_path, monkeypatch):
+    """A corpus on a read-only mount: the packed speaker archives are extracted into
+    the recipe's download dir (not an error), and the corpus is left as it was."""
+    from recipe_helpers import load_local
+
+    data = load_local(RECIPE, "data")
+    root = _packed_corpus(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    real_access = os.access
+    monkeypatch.setattr(data.os, "access", lambda p, mode: (
+        False if mode == os.W_OK and root in Path(p).parents else real_access(p, mode)))
+    extract_dir = tmp_path / "downloads" / "data_aishell" / "wav"
+    counts = data.prepare(root, tmp_path / "data", extract_dir)
+    assert counts == {"train": 2, "dev": 1, "test": 1}
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    for line in (tmp_path / "data" / "train" / "wav.scp").read_text().splitlines():
+        assert Path(line.split()[1]).is_relative_to(extract_dir.resolve()), line
+    # Again: the extraction is found done, nothing is extracted twice.
+    mtime = (extract_dir / "train").stat().st_mtime_ns
+    data.prepare(root, tmp_path / "data2", extract_dir)
+    assert (extract_dir / "train").stat().st_mtime_ns == mtime
 
 
 def test_stage1_non_utf8_transcript_stops_naming_the_line(tmp_path):

@@ -221,6 +221,12 @@ if stage_on 11; then
   log "Stage 11: train ${asr_exp} (ngpu ${ngpu}, nodes ${num_nodes}; log ${asr_exp}/train.log)"
   teacher_data=()
   if "${use_teacher_cache}"; then
+    for dset in "${train_sp}" "${valid_set}"; do  # a stale cache: say so before training
+      "${PYTHON}" -m espnet_otreg.data.cli check_keys --scp "${dumpdir}/teacher/${dset}/feats.scp" \
+        --reference "${dumpdir}/raw/${dset}/text" --what "teacher features of ${asr_config}" \
+        --rebuild "rebuild it with stage 6: ./run.sh --stage 6 --stop_stage 6 (same options)" >&2 \
+        || die "the teacher cache does not cover ${dset}: run stage 6 again"
+    done
     teacher_data=(--train_data_path_and_name_and_type "${dumpdir}/teacher/${train_sp}/feats.scp,teacher_feats,kaldi_ark"
       --valid_data_path_and_name_and_type "${dumpdir}/teacher/${valid_set}/feats.scp,teacher_feats,kaldi_ark")
   fi

@@ -43,33 +43,39 @@ def fetch(url_base: str, download_dir: Path, md5: dict) -> Path:
         archive = download(f"{url_base.rstrip('/')}/{name}", download_dir / name,
                            md5=md5.get(name))
         extract_tar(archive, download_dir)
-    extract_speaker_archives(download_dir / "data_aishell" / "wav")
+    wav_dir = download_dir / "data_aishell" / "wav"
+    extract_speaker_archives(wav_dir, wav_dir)
     return download_dir
 
 
-def extract_speaker_archives(wav_dir: Path) -> None:
-    """Extract the release's per-speaker ``wav/<spk>.tar.gz`` archives in place, once.
+def extract_speaker_archives(wav_dir: Path, fallback_dir: Path) -> Path:
+    """Extract the release's per-speaker ``wav/<spk>.tar.gz`` archives, once; returns
+    the directory that holds ``{train,dev,test}/<spk>/<utt>.wav``.
 
     ``data_aishell.tgz`` holds one archive per speaker; a copy where only the outer
-    archive was extracted has them still packed. Each extraction leaves a stamp, so a
-    second call (or an already extracted copy) costs a directory listing.
+    archive was extracted has them still packed. They are extracted in place when
+    ``wav_dir`` is writable, else (a corpus on a read-only mount) into
+    ``fallback_dir``, the recipe's own download directory. Each extraction leaves a
+    stamp, so a second call (or an already extracted copy) costs a directory listing.
     """
     inner = sorted(wav_dir.glob("*.tar.gz"))
     if not inner:
-        return
-    todo = [t for t in inner if not (wav_dir / f".{t.name}.done").is_file()]
-    if todo and not os.access(wav_dir, os.W_OK):
-        sys.exit(f"ERROR: {wav_dir} holds {len(todo)} packed speaker archives "
-                 f"(e.g. {todo[0].name}) and is not writable: extract them there "
-                 "(tar xzf <spk>.tar.gz in that directory) or give a writable copy")
+        return wav_dir
+    in_place = all((wav_dir / f".{t.name}.done").is_file() for t in inner)
+    dest = wav_dir if in_place or os.access(wav_dir, os.W_OK) else fallback_dir
+    if dest != wav_dir:
+        log.info("%s is not writable: extracting its %d speaker archives into %s",
+                 wav_dir, len(inner), dest)
     for i, spk_tar in enumerate(inner, 1):
-        extract_tar(spk_tar, wav_dir)
+        extract_tar(spk_tar, dest)
         if i % 50 == 0 or i == len(inner):
-            log.info("extracted %d / %d speaker archives in %s", i, len(inner), wav_dir)
+            log.info("extracted %d / %d speaker archives in %s", i, len(inner), dest)
+    return dest
 
 
-def prepare(aishell_dir: Path, out: Path) -> dict:
-    """Write ``out/{train,dev,test}``; returns utterance counts per set."""
+def prepare(aishell_dir: Path, out: Path, extract_dir: Path) -> dict:
+    """Write ``out/{train,dev,test}``; returns utterance counts per set. Packed speaker
+    archives of a read-only ``aishell_dir`` are extracted under ``extract_dir``."""
     root = aishell_dir / "data_aishell"
     if not root.is_dir() and (aishell_dir / "transcript").is_dir():
         root = aishell_dir  # given data_aishell/ itself
@@ -77,13 +83,13 @@ def prepare(aishell_dir: Path, out: Path) -> dict:
     if not trans_path.is_file():
         sys.exit(f"ERROR: {trans_path} not found: --aishell_dir must hold data_aishell/")
     # A copy where only data_aishell.tgz was extracted: its wav/<spk>.tar.gz still packed.
-    extract_speaker_archives(root / "wav")
+    wav_root = extract_speaker_archives(root / "wav", extract_dir)
     trans = read_kv(trans_path, allow_empty_value=True)
     skipped, counts, used = [], {}, set()
     for dset in SETS:
-        wavs = sorted((root / "wav" / dset).glob("*/*.wav"))
+        wavs = sorted((wav_root / dset).glob("*/*.wav"))
         if not wavs:
-            sys.exit(f"ERROR: no wav files under {root / 'wav' / dset} (expected "
+            sys.exit(f"ERROR: no wav files under {wav_root / dset} (expected "
                      f"{root / 'wav' / dset}/<speaker>/<utt>.wav, or packed "
                      f"{root / 'wav'}/<speaker>.tar.gz archives)")
         wav_scp, text, utt2spk = {}, {}, {}
@@ -146,7 +152,7 @@ def run(a) -> None:
                     h, name = line.split()
                     md5[name] = h
         a.aishell_dir = fetch(a.url_base, a.download_dir, md5)
-    prepare(a.aishell_dir, a.out)
+    prepare(a.aishell_dir, a.out, a.download_dir / "data_aishell" / "wav")
 
 
 if __name__ == "__main__":
