@@ -7,7 +7,10 @@
         --slm_train_config exp/slm/config.yaml --slm_model_file exp/slm/valid.acc.ave.pth \\
         --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound \\
         --data_path_and_name_and_type dump/raw/test/utt2lang,lang,text \\
-        --output_dir exp/slm/decode_test --batch_size 8 --ngpu 1 [--beam_size 4]
+        --output_dir exp/slm/decode_test --batch_size 8 --ngpu 1 [--config conf/decode_slm.yaml]
+
+``--config`` reads decoding options from YAML (``beam_size: 4``, ``max_new_tokens:
+null``), as ``espnet2.bin.asr_inference`` does; options on the command line win.
 
 Writes ``<output_dir>/text`` (``<utt_id> <hypothesis>``, sorted by utterance id, like
 ESPnet's ``1best_recog/text``) and ``<output_dir>/skipped`` (``<utt_id> <reason>``) for
@@ -28,7 +31,12 @@ from typing import List, Optional, Tuple
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # ESPnet's parser, as espnet2.bin.asr_inference's: --config decode.yaml sets any of
+    # these options (YAML keys = option names; null is None), the command line wins.
+    from espnet2.utils import config_argparse
+    from espnet2.utils.types import int_or_none
+
+    p = config_argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--slm_train_config", required=True)
     p.add_argument("--slm_model_file", default=None)
     p.add_argument(
@@ -41,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--beam_size", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=None)
+    p.add_argument("--max_new_tokens", type=int_or_none, default=None)
     p.add_argument("--length_penalty", type=float, default=1.0)
     p.add_argument("--repetition_penalty", type=float, default=1.0)
     p.add_argument("--log_level", default="INFO")

@@ -11,7 +11,8 @@ The GM-OT paper (arXiv 2505.13079) names hyperparameter sensitivity as its limit
 does the same.) For every setting and seed it runs the recipe's stages 11-13 (train,
 decode, score; ``--stages``) as ``./run.sh --asr_config C --asr_tag <tag> --asr_args
 "--model_conf k=v ... --seed s"``, one run after another, each in
-``<expdir>/asr_<tag>`` (``slm_<tag>`` for FLEURS). Data preparation (stages 1-10) must
+``<expdir>/<exp_prefix><tag>`` (``asr_``, ``slm_`` for FLEURS: the recipe's
+``local/recipe.yaml``). Data preparation (stages 1-10) must
 have run once before. Resumable: a run whose scores exist is skipped, and an
 interrupted one resumes from its checkpoint (run.sh does).
 
@@ -20,8 +21,9 @@ with ``--gpus_per_job K`` job slot ``i`` sees GPUs ``iK .. iK + K - 1`` only
 (``CUDA_VISIBLE_DEVICES``), e.g. ``--jobs 4 --gpus_per_job 2 --run_args "--ngpu 2"`` on
 an 8-GPU node.
 
-Then it reads each run's scores (CER of ``score_cer/result.txt``, or FLEURS's average
-WER of ``score/scores.json``), of the first decoding config found, and writes
+Then it reads each run's scores where the recipe's ``local/recipe.yaml`` says they are
+(:mod:`espnet_otreg.recipe.info`: AISHELL's CER in ``score_cer/result.txt``, FLEURS's
+average WER in ``score/scores.json``), of the first decoding config found, and writes
 
 - ``<expdir>/sweep_<name>/sweep.json``: every run's metric;
 - ``<expdir>/sweep_<name>/sweep.md``: mean, standard deviation (over seeds, ``n-1``)
@@ -50,6 +52,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from espnet_otreg.recipe.info import RecipeInfo
 from espnet_otreg.recipe.results import put_sweep_block
 
 
@@ -80,29 +83,25 @@ def settings(grid: Dict[str, List]) -> List[Dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def read_scores(exp: Path, sets: Sequence[str]) -> Optional[Dict[str, float]]:
-    """The metric of each set in a run's directory, or None when one is missing.
+def read_scores(exp: Path, sets: Sequence[str],
+                info: Optional[RecipeInfo] = None) -> Optional[Dict[str, float]]:
+    """The metric of each set in a run's directory, or None when one is missing, read
+    as the recipe declares it (``local/recipe.yaml``: :class:`RecipeInfo`; default: the
+    recipe ``exp`` lies in)."""
+    return (info or RecipeInfo.find(exp)).read_scores(exp, sets)
 
-    AISHELL: CER (%) from ``<decode dir>/<set>/score_cer/result.txt``; FLEURS: the
-    language-averaged WER (%) from ``<decode dir>/<set>/score/scores.json``. The
-    first decoding directory (sorted by name) that has all sets is used.
-    """
-    from espnet_otreg.data.scoring import parse_result
 
-    for dec in sorted(p for p in exp.glob("*") if p.is_dir()):
-        out = {}
-        for s in sets:
-            cer, wer = dec / s / "score_cer" / "result.txt", dec / s / "score" / "scores.json"
-            if cer.is_file():
-                r = parse_result(cer)
-                out[s] = r.get("cer", r["err"])
-            elif wer.is_file():
-                out[s] = float(json.loads(wer.read_text(encoding="utf-8"))["avg"])
-            else:
-                break
-        if len(out) == len(sets):
-            return out
-    return None
+def run_sh_option(args: Sequence[str], name: str) -> Optional[str]:
+    """The value of run.sh option ``--name`` in ``args``, in either spelling that
+    run.sh's ``parse_options`` accepts (``--name value``, ``--name=value``); the last
+    one wins, as there."""
+    value = None
+    for i, a in enumerate(args):
+        if a == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+    return value
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
@@ -243,11 +242,9 @@ def main(argv=None) -> Dict:
     name = args.name or "_".join(grid) or Path(args.config).stem
     recipe = args.recipe_dir.resolve()
     run_args = shlex.split(args.run_args)
-    mini = "--mini" in run_args and run_args[run_args.index("--mini") + 1] == "true"
-    expdir = recipe / (args.expdir or ("mini/exp" if mini else "exp"))
-    # run.sh trains into <expdir>/asr_<tag> (AISHELL) or <expdir>/slm_<tag> (FLEURS)
-    run_sh = (recipe / "run.sh").read_text(encoding="utf-8")
-    exp_prefix = "slm_" if re.search(r"asr_exp=\"?\$\{expdir\}/slm_", run_sh) else "asr_"
+    info = RecipeInfo.load(recipe)
+    mini = run_sh_option(run_args, "mini") == "true"
+    expdir = recipe / (args.expdir or (f"{info.mini_dir}/exp" if mini else "exp"))
     first, _, last = args.stages.partition("-")
     plan = [(s, seed) for s in settings(grid) for seed in args.seeds]
     if args.jobs < 1 or args.gpus_per_job < 0:
@@ -256,13 +253,13 @@ def main(argv=None) -> Dict:
     todo = []
     for i, (setting, seed) in enumerate(plan, 1):
         tag = tag_of(name, setting, seed)
-        exp = expdir / f"{exp_prefix}{tag}"
+        exp = expdir / f"{info.exp_prefix}{tag}"
         overrides = [x for k, v in setting.items() for x in ("--model_conf", f"{k}={_fmt_value(v)}")]
         cmd = ["./run.sh", "--stage", first, "--stop_stage", last or first,
                "--asr_config", args.config, "--asr_tag", tag,
                "--asr_args", shlex.join(overrides + ["--seed", str(seed)]
                                         + shlex.split(args.asr_args)), *run_args]
-        if read_scores(exp, args.sets) is not None:
+        if read_scores(exp, args.sets, info) is not None:
             logging.info(f"[{i}/{len(plan)}] {tag}: scored already, skipped")
         elif args.dry_run:
             print(shlex.join(cmd))
@@ -273,7 +270,7 @@ def main(argv=None) -> Dict:
         run_all(todo, recipe, args.jobs, args.gpus_per_job, expdir / f"sweep_{name}" / "logs")
     for r in runs:
         exp = r.pop("exp")
-        r["scores"] = read_scores(exp, args.sets)
+        r["scores"] = read_scores(exp, args.sets, info)
         if r["scores"] is None and not args.dry_run:
             raise SystemExit(f"sweep: run {r['tag']} finished but {exp} has no scores for "
                              f"{args.sets}")
@@ -282,7 +279,7 @@ def main(argv=None) -> Dict:
     if args.dry_run:
         return dict(runs=runs)
 
-    metric = "CER" if exp_prefix == "asr_" else "WER"
+    metric = info.metric
     out = expdir / f"sweep_{name}"
     out.mkdir(parents=True, exist_ok=True)
     summary = dict(name=name, config=args.config, grid=grid, seeds=args.seeds,
@@ -301,7 +298,7 @@ def main(argv=None) -> Dict:
     for key in grid:
         plot(out / f"sweep_{key}.png", key, grid, runs, args.sets[-1], metric)
     results_md = Path(args.results_md) if args.results_md else (
-        recipe / ("mini/RESULTS.md" if mini else "RESULTS.md"))
+        recipe / (f"{info.mini_dir}/RESULTS.md" if mini else "RESULTS.md"))
     put_sweep_block(results_md, name, body)
     print(body)
     logging.info(f"sweep {name}: {len(runs)} runs -> {out}, {results_md}")

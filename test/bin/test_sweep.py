@@ -3,6 +3,7 @@ reading (the mini-recipe 2 x 2 run is in test/egs2)."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,7 @@ def test_plot_and_read_scores(tmp_path):
         assert (tmp_path / f"{key}.png").stat().st_size > 1000
     exp = tmp_path / "exp"
     (exp / "dec/test/score").mkdir(parents=True)
+    _describe(tmp_path)
     assert sweep.read_scores(exp, ["test"]) is None
     (exp / "dec/test/score/scores.json").write_text(json.dumps({"avg": 7.5}))
     assert sweep.read_scores(exp, ["test"]) == {"test": 7.5}
@@ -70,8 +72,14 @@ def test_stage_13_keeps_the_sweep_tables(tmp_path):
     assert text.count("<!-- sweep:alpha -->") == 1 and "| 0 | 1.00 |" in text
 
 
+def _describe(recipe):
+    """The recipe's own description, as egs2/fleurs_otreg/asr1/local/recipe.yaml."""
+    (recipe / "local").mkdir(exist_ok=True)
+    (recipe / "local/recipe.yaml").write_text(
+        "exp_prefix: slm_\nmetric: WER\nscore_file: score/scores.json\n")
+
+
 FAKE_RUN_SH = r"""#!/usr/bin/env bash
-# asr_exp="${expdir}/slm_${tag}"  (the sweep reads the experiment prefix from this)
 while [ $# -gt 0 ]; do case "$1" in --asr_tag) tag=$2; shift 2 ;; --asr_args) a=$2; shift 2 ;; *) shift ;; esac; done
 seed=${a##*--seed }
 echo "start $(date +%s.%N) ${tag} ${CUDA_VISIBLE_DEVICES:-none}" >> events.txt
@@ -86,6 +94,7 @@ echo "end $(date +%s.%N) ${tag}" >> events.txt
 def _fake_recipe(tmp_path):
     (tmp_path / "run.sh").write_text(FAKE_RUN_SH)
     (tmp_path / "run.sh").chmod(0o755)
+    _describe(tmp_path)
     return tmp_path
 
 
@@ -120,3 +129,37 @@ def test_a_failing_parallel_run_stops_the_sweep_and_names_its_log(tmp_path):
     assert sweep.read_scores(recipe / "exp/slm_sweep_bad_seed1", ["test"]) == {"test": 1}
     with pytest.raises(SystemExit, match="--jobs"):
         sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--jobs", "0"])
+
+
+def test_recipe_info_is_validated_and_read_options_in_both_spellings(tmp_path):
+    from espnet_otreg.recipe.info import RecipeInfo, RecipeInfoError
+
+    repo = Path(__file__).resolve().parents[2]
+    aishell = RecipeInfo.load(repo / "egs2/aishell_gmot/asr1")
+    fleurs = RecipeInfo.find(repo / "egs2/fleurs_otreg/asr1/exp/slm_x")
+    assert (aishell.exp_prefix, aishell.metric) == ("asr_", "CER")
+    assert (fleurs.exp_prefix, fleurs.metric, fleurs.mini_dir) == ("slm_", "WER", "mini")
+    with pytest.raises(RecipeInfoError, match="missing"):
+        RecipeInfo.load(tmp_path)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local/recipe.yaml").write_text("exp_prefix: asr_\nmetric: CER\n"
+                                               "score_file: s/result.txt\nexpdir: exp\n")
+    with pytest.raises(RecipeInfoError, match=r"unknown key\(s\) \['expdir'\]"):
+        RecipeInfo.load(tmp_path)
+    assert sweep.run_sh_option(["--mini=true"], "mini") == "true"
+    assert sweep.run_sh_option(["--mini", "true", "--ngpu", "0"], "mini") == "true"
+    assert sweep.run_sh_option(["--mini", "true", "--mini=false"], "mini") == "false"
+    assert sweep.run_sh_option(["--ngpu", "0"], "mini") is None
+
+
+def test_mini_in_either_spelling_selects_the_mini_expdir(tmp_path):
+    """run.sh accepts --mini=true as well as --mini true; the sweep must read the same
+    expdir either way (it used to look in exp/ for --mini=true)."""
+    recipe = _fake_recipe(tmp_path)
+    fake = (recipe / "run.sh").read_text().replace('"exp/slm_', '"mini/exp/slm_')
+    (recipe / "run.sh").write_text(fake)
+    for spelling in ("--mini true", "--mini=true"):
+        out = sweep.main(["--recipe_dir", str(recipe), "--config", "c.yaml", "--seeds", "3",
+                          "--sets", "test", "--name", "m", f"--run_args={spelling}"])
+        assert out["runs"][0]["scores"] == {"test": 3}
+    assert "Sweep `m`" in (recipe / "mini/RESULTS.md").read_text()

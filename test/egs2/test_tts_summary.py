@@ -2,7 +2,6 @@
 differences with t and p, the epoch a run reaches a CER, and the validation curve of a
 resumed run put together from its logs."""
 
-import json
 import math
 from pathlib import Path
 
@@ -24,8 +23,13 @@ def _line(epoch, cer, fused=None):
 
 def _run(exp, name, seed, test, curve, logs=("train.log",)):
     d = exp / f"asr_sweep_{name}_seed{seed}"
-    (d / "dec/test/score").mkdir(parents=True)
-    (d / "dec/test/score/scores.json").write_text(json.dumps({"avg": test}))
+    (d / "dec/test/score_cer").mkdir(parents=True)
+    # The recipe's stage-13 layout (local/recipe.yaml): a result.txt whose exact counts
+    # give CER = test (%), over 10,000 characters.
+    errors = round(test * 100)
+    (d / "dec/test/score_cer/result.txt").write_text(
+        f"| Sum/Avg | 1 10000 | {100 - test:.1f} {test:.1f} 0.0 0.0 {test:.1f} 100.0 |\n"
+        f"Scores: (#C #S #D #I) {10000 - errors} {errors} 0 0\n")
     parts = [curve] if len(logs) == 1 else [curve[:2], curve[2:]]
     start = 1
     for log, part in zip(logs, parts):

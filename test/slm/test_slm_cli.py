@@ -114,3 +114,21 @@ def test_retrieval_chunked_equals_full_matrix():
     assert abs(r1 - float((rank < 1).float().mean())) < 1e-6
     assert abs(r5 - float((rank < 5).float().mean())) < 1e-6
     assert 0 < r1 < r5 < 1 and block.shape == (10, 10)
+
+
+def test_slm_inference_reads_a_decoding_config(tmp_path):
+    """--config decode.yaml as in espnet2.bin.asr_inference: keys are option names,
+    null is None (it used to become '--max_new_tokens None' and fail), the command line
+    wins, and a wrong key is an error naming it."""
+    from espnet_otreg.bin.slm_inference import get_parser
+
+    conf = tmp_path / "decode.yaml"
+    conf.write_text("beam_size: 3\nmax_new_tokens: null\n")
+    base = ["--slm_train_config", "c.yaml", "--output_dir", "out",
+            "--data_path_and_name_and_type", "wav.scp,speech,sound", "--config", str(conf)]
+    a = get_parser().parse_args(base)
+    assert (a.beam_size, a.max_new_tokens) == (3, None)
+    assert get_parser().parse_args(base + ["--beam_size", "1"]).beam_size == 1
+    conf.write_text("beam: 3\n")
+    with pytest.raises(SystemExit):
+        get_parser().parse_args(base)

@@ -17,9 +17,10 @@
 #   10 collect stats (shapes) with the phase-1 config
 #   11 train: phase 1 (CE, projector only; shared by all systems), then phase 2 with
 #      --asr_config (base / + CTC / + OTReg), initialised from phase 1
-#   12 decode every test set (batched, --inference_nj parallel jobs, GPU optional)
+#   12 decode every test set (--test_sets; batched, --inference_nj parallel jobs, GPU optional)
 #   13 score: WER (CER over grapheme clusters for zh/ja/th/lo/my/km) per language, in-
-#      and cross-domain; modality-gap report; RESULTS.md from everything under exp/
+#      and cross-domain, per test set; modality-gap report per test set; RESULTS.md
+#      from everything under exp/
 #   14 pack the model (ESPnet zip)
 #   16 model-zoo folder + model card (exp/slm_<tag>/hf_<tag>); uploaded only with
 #      --skip_upload_hf false --hf_repo <user>/<name> (token: $HF_TOKEN)
@@ -47,7 +48,10 @@ download_dir=downloads/fleurs
 hf_cache_dir=         # huggingface_hub cache for the downloaded shards (default: HF_HOME)
 cross_dir=            # Common Voice copy for the cross-domain test (see README.md)
 covost_dir=           # CoVoST-2 tsv files (take their test split); optional
-cross_name=test_covost2
+cross_name=test_covost2 # stage 1's name for the cross-domain set of --cross_dir/--covost_dir
+test_sets=            # decoded, scored, in RESULTS.md (first: in-domain) and each given a
+                      # modality-gap report; any number of data dirs under ${datadir}
+                      # (empty: test, plus ${cross_name} when there is one)
 transcript=raw        # raw (cased, punctuated) or normalized FLEURS transcripts
 on_error=raise        # bad utterance in the source data: raise, or skip (and list it)
 skip_bad_audio=false  # stage 3: unreadable audio stops the stage unless true
@@ -101,9 +105,11 @@ fi
 
 train_set=train
 valid_set=dev
-test_sets=test
-if [ -n "${cross_dir}" ] || [ -f "${datadir}/${cross_name}/wav.scp" ]; then
-    test_sets="${test_sets} ${cross_name}"
+if [ -z "${test_sets}" ]; then
+    test_sets=test
+    if [ -n "${cross_dir}" ] || [ -f "${datadir}/${cross_name}/wav.scp" ]; then
+        test_sets="${test_sets} ${cross_name}"
+    fi
 fi
 phase1_tag=$(basename "${phase1_config}" .yaml)
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
@@ -234,10 +240,6 @@ if stage_on 12; then
     model=${asr_exp}/${inference_model}
     [ -e "${model}" ] || die "no model ${model} (train first: stage 11); have: $(ls "${asr_exp}"/*.pth 2>/dev/null | tr '\n' ' ')"
     _ngpu=0; is_true "${gpu_inference}" && _ngpu=1
-    # The decoding config (beam_size, max_new_tokens, ...) as slm_inference options.
-    decode_opts=$("${PYTHON}" -c "import sys, yaml
-conf = yaml.safe_load(open(sys.argv[1])) or {}
-print(' '.join(f'--{k} {v}' for k, v in conf.items()))" "${inference_config}")
     for dset in ${test_sets}; do
         dir=${asr_exp}/${inference_tag}/${dset}
         logdir=${dir}/logdir
@@ -249,7 +251,7 @@ print(' '.join(f'--{k} {v}' for k, v in conf.items()))" "${inference_config}")
             --log "${logdir}/decode.JOB.log" --skip_done "${logdir}/output.JOB/text" \
             --merge "${logdir}/output.JOB/text" "${dir}/text" -- \
             "${PYTHON}" -m espnet_otreg.bin.slm_inference --slm_train_config "${asr_exp}/config.yaml" \
-                --slm_model_file "${model}" ${decode_opts} \
+                --slm_model_file "${model}" --config "${inference_config}" \
                 --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
                 --data_path_and_name_and_type "${data_feats}/${dset}/utt2lang,lang,text" \
                 --key_file "${logdir}/keys.JOB.scp" --batch_size "${batch_size}" --ngpu "${_ngpu}" \
@@ -276,7 +278,7 @@ if stage_on 13; then
     log "Stage 13: RESULTS.md from ${expdir}/ -> ${results_md}"
     suffix=""; is_true "${mini}" && suffix="(mini synthetic corpus, tiny models: a CI check, not FLEURS)"
     "${PYTHON}" local/make_results.py --exp_dir "${expdir}" --out "${results_md}" \
-        --cross_name "${cross_name}" --title_suffix "${suffix}" \
+        --test_sets ${test_sets} --title_suffix "${suffix}" \
         --dataset_name "${dataset_name}" --dataset_id "${hf_dataset}" >&2
 fi
 

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_otreg.bin.sweep import read_scores
+from espnet_otreg.recipe.info import RecipeInfo
 
 RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
+RECIPE = RecipeInfo.load(Path(__file__).resolve().parents[1])  # this recipe's score layout
 LENGTH = re.compile(r"_ep(\d+)$")  # the "long" runs of local/run_tts_ablations.sh
 
 
@@ -83,7 +85,7 @@ def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
         m = RUN.match(d.name)
         if not m or not d.is_dir():
             continue
-        scores = read_scores(d, sets)
+        scores = read_scores(d, sets, RECIPE)
         curve = run_curve(d)
         runs[m.group("name")][int(m.group("seed"))] = dict(scores=scores, curve=curve)
     return runs
