@@ -10,11 +10,13 @@
 #   is_true VALUE              true/false options, anything else is an error
 #   inference_tag CONF MODEL   the decode dir name: <conf>_asr_model_<model> (asr.sh's)
 #   run_jobs ...               split, run N jobs, wait, report a failing job's log, merge
-#   run_training LOG -- CMD    launch training with a live progress view, wait, report
+#   run_training ... LOG -- CMD  launch training with a live progress view, wait, report
+#   run_sweep ... -- ARGS      a model_conf grid x seeds through espnet_otreg.bin.sweep
 #
-# Job backends: run_jobs and run_training take --cmd; the only backend so far is
-# "local" (background processes on this machine). Another backend (a queue) is one
-# more case in _submit_job, the single place that starts a job.
+# Every function takes what it needs as arguments and reads no variable of the
+# calling script. Job backends (--cmd): "local" (background processes on this machine)
+# and "slurm" (python -m espnet_otreg.bin.launch --cmd slurm); another one is one more
+# case in _submit_job, the single place that starts a job.
 
 _log_at() {  # names the first line outside this library (run.sh:<line>)
     local i=1
@@ -79,18 +81,18 @@ _job_path() { local p=$1; echo "${p//JOB/$2}"; }
 
 _n_gpus() { local n; n=$(nvidia-smi -L 2>/dev/null | wc -l); [ "${n}" -gt 0 ] || n=1; echo "${n}"; }
 
-# _submit_job CMD LOG GPU COMMAND...: start one job in the background ($! is its pid;
-# its exit status is the job's). GPU: empty, the device to pin it to, or "train" for
-# the training launch (run_training). The one place a new backend goes:
+# _submit_job BACKEND LOG GPU SLURM_OPTS NUM_NODES NGPU COMMAND...: start one job in
+# the background ($! is its pid; its exit status is the job's). GPU: empty, the device
+# to pin it to, or "train" for the training launch (run_training). The one place a new
+# backend goes:
 # - local: the command itself;
 # - slurm: python -m espnet_otreg.bin.launch --cmd slurm, one `sbatch --wait` job per
-#   split job (a GPU job asks for one GPU); training as one job of --num_nodes nodes
-#   with one srun task per GPU (--ngpu a node; CPU: one task) and ESPnet's
-#   --dist_launcher slurm. run.sh's --slurm_opts go to every submission (partition,
-#   account, time, ...: see launch --help). launch writes LOG itself (run.pl style);
-#   what sbatch says goes to LOG.submit.
+#   split job (a GPU job asks for one GPU); training as one job of NUM_NODES nodes with
+#   one srun task per GPU (NGPU a node; CPU: one task) and ESPnet's --dist_launcher
+#   slurm. SLURM_OPTS go to every submission (partition, account, time, ...: see launch
+#   --help). launch writes LOG itself (run.pl style); what sbatch says goes to LOG.submit.
 _submit_job() {
-    local backend=$1 job_log=$2 gpu=$3; shift 3
+    local backend=$1 job_log=$2 gpu=$3 slurm_opts_=$4 num_nodes_=$5 ngpu_=$6; shift 6
     case "${backend}" in
         local)
             if [ -n "${gpu}" ] && [ "${gpu}" != train ]; then
@@ -102,12 +104,12 @@ _submit_job() {
         slurm)
             local -a how=(--nj 1)
             if [ "${gpu}" = train ]; then
-                how=(--train --num_nodes "${num_nodes:-1}" --gpus "${ngpu:-0}")
+                how=(--train --num_nodes "${num_nodes_}" --gpus "${ngpu_}")
             elif [ -n "${gpu}" ]; then
                 how+=(--gpus 1)
             fi
             # shellcheck disable=SC2086
-            "${PYTHON}" -m espnet_otreg.bin.launch --cmd slurm ${slurm_opts:-} "${how[@]}" \
+            "${PYTHON}" -m espnet_otreg.bin.launch --cmd slurm ${slurm_opts_} "${how[@]}" \
                 --log "${job_log}" -- "$@" >"${job_log}.submit" 2>&1 &
             ;;
         *) die "--cmd ${backend}: unknown job backend (supported: local, slurm)" ;;
@@ -117,7 +119,8 @@ _submit_job() {
 # run_jobs [options] -- COMMAND...
 #   Runs COMMAND as --nj parallel jobs and waits for them; "JOB" in COMMAND and in the
 #   path patterns below becomes the job number 1..N.
-#   --cmd local            job backend
+#   --cmd local|slurm      job backend
+#   --slurm_opts OPTS      --cmd slurm: sbatch options for every job
 #   --nj N                 number of jobs (at most the lines of each --split input)
 #   --split SCP PATTERN    split SCP's lines into PATTERN (e.g. dir/keys.JOB.scp) first
 #   --log PATTERN          each job's log (required)
@@ -129,11 +132,12 @@ _submit_job() {
 #   A failing job stops the recipe with the tail of its log. Afterwards RUN_JOBS_NJ holds
 #   the number of jobs (--nj, or fewer).
 run_jobs() {
-    local cmd_=local nj_=1 log_= gpu_=false done_= name_=jobs
+    local cmd_=local slurm_opts_= nj_=1 log_= gpu_=false done_= name_=jobs
     local -a split_src=() split_pat=() merge_pat=() merge_dst=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --cmd) cmd_=$2; shift 2 ;;
+            --slurm_opts) slurm_opts_=$2; shift 2 ;;
             --nj) nj_=$2; shift 2 ;;
             --split) split_src+=("$2"); split_pat+=("$3"); shift 3 ;;
             --log) log_=$2; shift 2 ;;
@@ -176,7 +180,7 @@ run_jobs() {
         job_log=$(_job_path "${log_}" "${j}")
         mkdir -p "$(dirname "${job_log}")"
         gpu=; [ "${n_gpus}" -eq 0 ] || gpu=$(( (j - 1) % n_gpus ))
-        _submit_job "${cmd_}" "${job_log}" "${gpu}" "${argv[@]}"
+        _submit_job "${cmd_}" "${job_log}" "${gpu}" "${slurm_opts_}" 1 0 "${argv[@]}"
         pids+=($!); jobs_+=("${j}")
     done
     log "${name_}: ${#pids[@]} jobs running (${cmd_}), logs ${log_}"
@@ -200,13 +204,23 @@ run_jobs() {
     log "${name_}: ${nj_} jobs done"
 }
 
-# run_training [--cmd local] LOG -- COMMAND...
+# run_training [--cmd local|slurm] [--slurm_opts OPTS] [--num_nodes N] [--ngpu G] LOG -- COMMAND...
 #   Starts COMMAND (ESPnet's trainer) with its output in LOG, shows ESPnet's per-epoch
 #   summary lines (and errors) while it runs, waits, and stops the recipe with the end
 #   of LOG when it fails. An earlier LOG (a resumed run) is kept as LOG's name with .N.
+#   --num_nodes and --ngpu (GPUs a node) size the --cmd slurm allocation.
 run_training() {
-    local cmd_=local
-    if [ "$1" = --cmd ]; then cmd_=$2; shift 2; fi
+    local cmd_=local slurm_opts_= num_nodes_=1 ngpu_=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --cmd) cmd_=$2; shift 2 ;;
+            --slurm_opts) slurm_opts_=$2; shift 2 ;;
+            --num_nodes) num_nodes_=$2; shift 2 ;;
+            --ngpu) ngpu_=$2; shift 2 ;;
+            --*) die "run_training: unknown option $1" ;;
+            *) break ;;
+        esac
+    done
     local log_file=$1; shift
     [ "$1" = -- ] && shift
     mkdir -p "$(dirname "${log_file}")"
@@ -217,7 +231,7 @@ run_training() {
     fi
     # The log exists before the progress view opens it (no "cannot open" race).
     : >"${log_file}"
-    _submit_job "${cmd_}" "${log_file}" train "$@"
+    _submit_job "${cmd_}" "${log_file}" train "${slurm_opts_}" "${num_nodes_}" "${ngpu_}" "$@"
     local pid=$!
     _progress_view "${log_file}" "${pid}" &
     local view=$! rc=0
@@ -236,13 +250,30 @@ _progress_view() {  # $1: log, $2: pid to follow; prints ESPnet's epoch summarie
         || true
 }
 
-run_sweep() {  # run_sweep <asr_config> <expdir> <results_md> -- <run.sh's own arguments>
-    # --sweep "k=v1,v2 k2=..." [--sweep_seeds "0 1 2"]: instead of one training run,
-    # python -m espnet_otreg.bin.sweep trains every setting x seed through this run.sh
-    # again (stages 11 to min(13, --stop_stage)), with every other option as given, and
-    # writes mean and sd per setting into the RESULTS.md and one plot per key.
-    # --sweep_jobs N trains N runs at a time, each on its own --ngpu GPUs.
-    local config=$1 expdir_=$2 results=$3; shift 4
+# run_sweep --config C --expdir E --results_md R --grid "k=v1,v2 k2=..." --seeds "0 1 2"
+#           [--jobs N] [--ngpu G] [--stop_stage S] [--sets "dev test"] -- ARGS...
+#   Instead of one training run, python -m espnet_otreg.bin.sweep trains every setting x
+#   seed through this run.sh again (stages 11 to min(13, S)), with ARGS (run.sh's own
+#   command line) minus the options the sweep sets itself, and writes mean and sd per
+#   setting into R and one plot per key. N runs at a time, each on its own G GPUs.
+run_sweep() {
+    local config= expdir_= results= grid_= seeds_=0 jobs_=1 ngpu_=0 stop_=13 sets_="dev test"
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --config) config=$2; shift 2 ;;
+            --expdir) expdir_=$2; shift 2 ;;
+            --results_md) results=$2; shift 2 ;;
+            --grid) grid_=$2; shift 2 ;;
+            --seeds) seeds_=$2; shift 2 ;;
+            --jobs) jobs_=$2; shift 2 ;;
+            --ngpu) ngpu_=$2; shift 2 ;;
+            --stop_stage) stop_=$2; shift 2 ;;
+            --sets) sets_=$2; shift 2 ;;
+            --) shift; break ;;
+            *) die "run_sweep: unknown option $1" ;;
+        esac
+    done
+    [ -n "${config}" ] && [ -n "${expdir_}" ] || die "run_sweep: --config and --expdir are required"
     local passed=() skip=0 a
     for a in "$@"; do  # drop the options the sweep sets itself
         if [ "${skip}" = 1 ]; then skip=0; continue; fi
@@ -253,14 +284,14 @@ run_sweep() {  # run_sweep <asr_config> <expdir> <results_md> -- <run.sh's own a
         esac
     done
     local grid=() g run_args_=
-    for g in ${sweep}; do grid+=(--grid "${g}"); done
+    for g in ${grid_}; do grid+=(--grid "${g}"); done
     [ "${#passed[@]}" -eq 0 ] || run_args_=$(printf '%q ' "${passed[@]}")
-    local last=$(( stop_stage < 13 ? stop_stage : 13 ))
-    log "sweep ${sweep} x seeds ${sweep_seeds}: stages 11-${last} per run (${config})"
+    local last=$(( stop_ < 13 ? stop_ : 13 ))
+    log "sweep ${grid_} x seeds ${seeds_}: stages 11-${last} per run (${config})"
     # shellcheck disable=SC2086
     "${PYTHON}" -m espnet_otreg.bin.sweep --recipe_dir . --config "${config}" "${grid[@]}" \
-        --seeds ${sweep_seeds} --stages "11-${last}" --expdir "${expdir_}" --sets ${test_sets} \
+        --seeds ${seeds_} --stages "11-${last}" --expdir "${expdir_}" --sets ${sets_} \
         --results_md "${results}" --run_args "${run_args_}" \
-        --jobs "${sweep_jobs:-1}" --gpus_per_job "${ngpu:-0}" \
+        --jobs "${jobs_}" --gpus_per_job "${ngpu_}" \
         || die "sweep failed: rerun the same command to resume it"
 }

@@ -58,13 +58,15 @@ def test_run_jobs_unknown_backend(tmp_path):
 def test_slurm_backend_submits_through_launch(tmp_path):
     """--cmd slurm: each split job is one launch --cmd slurm --nj 1 submission (a GPU job
     asks for one GPU), training one launch --train of --num_nodes x --ngpu, with
-    run.sh's --slurm_opts (the real Slurm runs are in test/distributed/test_slurm.py)."""
+    run.sh's --slurm_opts, all passed as arguments (the real Slurm runs are in
+    test/distributed/test_slurm.py)."""
     stub = tmp_path / "python"
     stub.write_text('#!/bin/sh\necho "$*" >> calls.txt\n')
     stub.chmod(0o755)
-    r = _bash(f'PYTHON={stub}; slurm_opts="--partition gpu --time 1:00:00"; num_nodes=2; ngpu=4; '
-              'run_jobs --cmd slurm --nj 2 --gpu false --log logs/j.JOB.log -- echo JOB; '
-              'run_training --cmd slurm logs/train.log -- python -m x --ngpu 4', tmp_path)
+    r = _bash(f'PYTHON={stub}; opts="--partition gpu --time 1:00:00"; '
+              'run_jobs --cmd slurm --slurm_opts "${opts}" --nj 2 --gpu false --log logs/j.JOB.log -- echo JOB; '
+              'run_training --cmd slurm --slurm_opts "${opts}" --num_nodes 2 --ngpu 4 logs/train.log '
+              '-- python -m x --ngpu 4', tmp_path)
     assert r.returncode == 0, r.stderr
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     head = "-m espnet_otreg.bin.launch --cmd slurm --partition gpu --time 1:00:00"
@@ -99,7 +101,9 @@ def test_run_sweep_hands_the_grid_and_the_other_options_to_the_sweep_tool(tmp_pa
     stub.chmod(0o755)
     r = _bash(f'PYTHON={stub}; stage=1; stop_stage=16; sweep=; sweep_seeds=0; sweep_jobs=1; '
               'test_sets="dev test"; parse_options "$@"; '
-              'run_sweep conf/a.yaml exp RESULTS.md -- "$@"', tmp_path,
+              'run_sweep --config conf/a.yaml --expdir exp --results_md RESULTS.md '
+              '--grid "${sweep}" --seeds "${sweep_seeds}" --jobs "${sweep_jobs}" '
+              '--stop_stage "${stop_stage}" --sets "${test_sets}" -- "$@"', tmp_path,
               "--stage", "11", "--sweep", "alpha=0,0.02 rho=0,0.5", "--sweep_seeds", "0 1",
               "--stop_stage", "16", "--sweep_jobs", "4")
     assert r.returncode == 0, r.stderr
@@ -115,7 +119,9 @@ def test_run_sweep_hands_the_grid_and_the_other_options_to_the_sweep_tool(tmp_pa
     sets = args.index("--sets")
     assert args[sets + 1 : sets + 3] == ["dev", "test"]
     r = _bash(f'PYTHON={stub}; stage=1; stop_stage=12; sweep=; sweep_seeds=0; test_sets=test; '
-              'mini=false; asr_args=; parse_options "$@"; run_sweep c.yaml e R.md -- "$@"',
+              'mini=false; asr_args=; parse_options "$@"; run_sweep --config c.yaml --expdir e '
+              '--results_md R.md --grid "${sweep}" --seeds "${sweep_seeds}" '
+              '--stop_stage "${stop_stage}" --sets "${test_sets}" -- "$@"',
               tmp_path, "--sweep", "lambda_=0,0.3", "--stop_stage", "12", "--mini", "true",
               "--asr_args", "--max_epoch 1")
     args = [a[1:-1] for a in r.stdout.splitlines()]

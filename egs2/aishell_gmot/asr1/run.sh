@@ -193,7 +193,7 @@ if stage_on 10; then
   else
     log "Stage 10: collect stats (up to ${nj} jobs) -> ${asr_stats_dir}"
     _logdir="${asr_stats_dir}/logdir"
-    run_jobs --cmd "${cmd}" --nj "${nj}" --name "collect stats" \
+    run_jobs --cmd "${cmd}" --slurm_opts "${slurm_opts}" --nj "${nj}" --name "collect stats" \
       --split "${dumpdir}/raw/${train_sp}/wav.scp" "${_logdir}/train.JOB.scp" \
       --split "${dumpdir}/raw/${valid_set}/wav.scp" "${_logdir}/valid.JOB.scp" \
       --log "${_logdir}/stats.JOB.log" -- \
@@ -213,7 +213,9 @@ if stage_on 10; then
 fi
 
 if [ -n "${sweep}" ] && stage_on 11; then
-  run_sweep "${asr_config}" "${expdir}" "${results_md}" -- "$@"
+  run_sweep --config "${asr_config}" --expdir "${expdir}" --results_md "${results_md}" \
+    --grid "${sweep}" --seeds "${sweep_seeds}" --jobs "${sweep_jobs}" --ngpu "${ngpu}" \
+    --stop_stage "${stop_stage}" --sets "${test_sets}" -- "$@"
   exit 0
 fi
 
@@ -236,7 +238,8 @@ if stage_on 11; then
     dist_opts+=(--dist_world_size "${num_nodes}" --dist_rank "${node_rank}"
       --dist_master_addr "${master_addr}" --dist_master_port "${master_port}")
   fi
-  run_training --cmd "${cmd}" "${asr_exp}/train.log" -- \
+  run_training --cmd "${cmd}" --slurm_opts "${slurm_opts}" --num_nodes "${num_nodes}" \
+    --ngpu "${ngpu}" "${asr_exp}/train.log" -- \
     "${PYTHON}" -m espnet_otreg.bin.asr_train --config "${asr_config}" "${common_opts[@]}" \
     "${train_data[@]}" "${valid_data[@]}" "${teacher_data[@]}" \
     --train_shape_file "${asr_stats_dir}/train/speech_shape" \
@@ -257,7 +260,7 @@ if stage_on 12; then
       if [ -f "${_dir}/text" ]; then log "Stage 12: ${_dir}/text exists, keeping it"; continue; fi
       log "Stage 12: decode ${dset} with ${conf} -> ${_dir}"
       _logdir="${_dir}/logdir"
-      run_jobs --cmd "${cmd}" --nj "${inference_nj}" --gpu "${gpu_inference}" --name "decode ${dset}" \
+      run_jobs --cmd "${cmd}" --slurm_opts "${slurm_opts}" --nj "${inference_nj}" --gpu "${gpu_inference}" --name "decode ${dset}" \
         --split "${dumpdir}/raw/${dset}/wav.scp" "${_logdir}/keys.JOB.scp" \
         --log "${_logdir}/asr_inference.JOB.log" \
         --merge "${_logdir}/output.JOB/1best_recog/token" "${_dir}/token" \

@@ -188,7 +188,7 @@ if stage_on 10; then
     logdir=${stats_dir}/logdir
     log "Stage 10: collect stats (up to ${nj} jobs) -> ${stats_dir}"
     # shellcheck disable=SC2046
-    run_jobs --cmd "${cmd}" --nj "${nj}" --name "collect stats" \
+    run_jobs --cmd "${cmd}" --slurm_opts "${slurm_opts}" --nj "${nj}" --name "collect stats" \
         --split "${data_feats}/${train_set}/wav.scp" "${logdir}/${train_set}.JOB.scp" \
         --split "${data_feats}/${valid_set}/wav.scp" "${logdir}/${valid_set}.JOB.scp" \
         --log "${logdir}/stats.JOB.log" -- \
@@ -208,7 +208,7 @@ train_one() {  # $1: config, $2: exp dir, $3...: extra args
     local config=$1 dir=$2; shift 2
     log "training ${dir} with ${config} (log: ${dir}/train.log; interrupted runs resume)"
     # shellcheck disable=SC2046,SC2086
-    run_training --cmd "${cmd}" "${dir}/train.log" -- \
+    run_training --cmd "${cmd}" --slurm_opts "${slurm_opts}" --ngpu "${ngpu}" "${dir}/train.log" -- \
         "${PYTHON}" -m espnet_otreg.bin.slm_train --config "${config}" --ngpu "${ngpu}" \
         $( [ "${ngpu}" -gt 1 ] && echo --multiprocessing_distributed true ) \
         $(data_args train "${data_feats}/${train_set}") $(data_args valid "${data_feats}/${valid_set}") \
@@ -218,7 +218,9 @@ train_one() {  # $1: config, $2: exp dir, $3...: extra args
 }
 
 if [ -n "${sweep}" ] && stage_on 11; then
-  run_sweep "${asr_config}" "${expdir}" "${results_md}" -- "$@"
+  run_sweep --config "${asr_config}" --expdir "${expdir}" --results_md "${results_md}" \
+    --grid "${sweep}" --seeds "${sweep_seeds}" --jobs "${sweep_jobs}" --ngpu "${ngpu}" \
+    --stop_stage "${stop_stage}" --sets "${test_sets}" -- "$@"
   exit 0
 fi
 
@@ -246,7 +248,7 @@ if stage_on 12; then
         log "Stage 12: decoding ${dset} (up to ${inference_nj} jobs) -> ${dir}/text"
         # A finished job (its output covers its keys) is not run again.
         # shellcheck disable=SC2086
-        run_jobs --cmd "${cmd}" --nj "${inference_nj}" --gpu "${gpu_inference}" --name "decode ${dset}" \
+        run_jobs --cmd "${cmd}" --slurm_opts "${slurm_opts}" --nj "${inference_nj}" --gpu "${gpu_inference}" --name "decode ${dset}" \
             --split "${data_feats}/${dset}/wav.scp" "${logdir}/keys.JOB.scp" \
             --log "${logdir}/decode.JOB.log" --skip_done "${logdir}/output.JOB/text" \
             --merge "${logdir}/output.JOB/text" "${dir}/text" -- \
