@@ -50,7 +50,13 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_otreg.asr.gmot import GMOTAligner, GMOTOutput, coupling_stats
+from espnet_otreg.asr.gmot import (
+    GMOTAligner,
+    GMOTConfig,
+    GMOTOutput,
+    coupling_stats,
+    project_to_frames,
+)
 from espnet_otreg.asr.teacher import Teacher
 from espnet_otreg.ot import lengths_to_mask
 
@@ -142,6 +148,9 @@ class ESPnetGMOTModel(ESPnetASRModel):
         interctc_weight: float = 0.0,
         **kwargs,
     ):
+        # The coupling's options, validated once (GMOTConfig: a wrong value names its key).
+        gmot_config = GMOTConfig.from_model_conf(
+            {k: v for k, v in locals().items() if k in GMOTConfig.model_conf_keys()})
         if joint_network is not None:
             raise ValueError("model: gmot does not support transducer decoders")
         if interctc_weight != 0.0:
@@ -158,13 +167,6 @@ class ESPnetGMOTModel(ESPnetASRModel):
             raise ValueError(
                 f"fusion_source must be 'teacher', 'acoustic' or 'none', got {fusion_source!r}"
             )
-        if epsilon_schedule is not None:
-            missing = {"start", "end", "steps"} - set(epsilon_schedule)
-            if missing or min(epsilon_schedule["start"], epsilon_schedule["end"]) <= 0:
-                raise ValueError(
-                    "epsilon_schedule needs start > 0, end > 0 and steps, got "
-                    f"{epsilon_schedule}"
-                )
         super().__init__(
             vocab_size=vocab_size,
             token_list=token_list,
@@ -192,19 +194,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         self.adapter = torch.nn.Sequential(
             torch.nn.Linear(d_enc, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, teacher_dim)
         )
-        self.gmot = GMOTAligner(
-            alpha=alpha, rho=rho, epsilon=epsilon, ws=ws, tau=tau,
-            edge_metric=edge_metric, align_loss=align_loss, max_iter=ot_max_iter,
-            inner_max_iter=ot_inner_max_iter, tol=ot_tol, grad=ot_grad,
-            early_stop=ot_early_stop, window_mode=window_mode, ws_frames=ws_frames,
-            ws_tokens=ws_tokens, prior=prior, epsilon_mode=epsilon_mode,
-            tau_frames=tau_frames, tau_tokens=tau_tokens,
-        )
-        self.epsilon_schedule = epsilon_schedule
-        if epsilon_schedule is not None:  # training steps so far (kept by checkpoints)
-            self.gmot.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.gmot = GMOTAligner(gmot_config)
         self.fusion_source = fusion_source
-        self._step: Optional[int] = None  # Python mirror of gmot.step (no per-step sync)
         if lambda_ > 0:
             self.fusion = torch.nn.Sequential()
             if fusion_source != "none":  # (no unused parameters: DDP needs none)
@@ -334,22 +325,11 @@ class ESPnetGMOTModel(ESPnetASRModel):
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
-    def epsilon(self) -> float:
-        """epsilon for the current training step (``epsilon_schedule``), else the
-        configured one."""
-        sch = self.epsilon_schedule
-        if sch is None:
-            return self.gmot.epsilon
-        if self._step is None:  # read the checkpointed count once (one host sync)
-            self._step = int(self.gmot.step)
-        t = min(self._step / max(float(sch["steps"]), 1.0), 1.0)
-        return float(sch["start"]) * (float(sch["end"]) / float(sch["start"])) ** t
-
     def _couple(self, encoder_out, encoder_out_lens, z, z_lens) -> Tuple[GMOTOutput, torch.Tensor]:
         """gamma* between the adapted frames and the teacher tokens; also the frame mask."""
         h_mask = lengths_to_mask(encoder_out_lens, encoder_out.size(1))
         z_mask = lengths_to_mask(z_lens, z.size(1))
-        out = self.gmot(self.adapter(encoder_out), h_mask, z, z_mask, epsilon=self.epsilon())
+        out = self.gmot(self.adapter(encoder_out), h_mask, z, z_mask)
         return out, h_mask
 
     def _gmot_terms(self, encoder_out, encoder_out_lens, text, text_lengths, z, z_lens, stats):
@@ -359,18 +339,16 @@ class ESPnetGMOTModel(ESPnetASRModel):
         loss_align = out.align.sum() / n_valid
         extra = self.beta * (loss_gmot + loss_align)
         stats.update(loss_gmot=loss_gmot.detach(), loss_align=loss_align.detach())
-        if self.epsilon_schedule is not None:
-            stats["ot_epsilon"] = torch.tensor(self.epsilon())
+        if self.gmot.epsilon_schedule is not None:
+            stats["ot_epsilon"] = torch.tensor(out.epsilon)
             if self.training:
-                self._step += 1
-                self.gmot.step += 1
+                self.gmot.advance_schedule()
         if self.fusion is not None:
             fused = encoder_out
             if self.fusion_source == "teacher":  # W gamma* Z_L (the paper's)
                 fused = fused + self.fusion.proj(out.frames_from_tokens.to(encoder_out.dtype))
             elif self.fusion_source == "acoustic":  # W gamma* Z~_L: no teacher feature
-                p = out.plan
-                rebuilt = p @ out.tokens_from_frames / p.sum(2).clamp_min(1e-12)[..., None]
+                rebuilt = project_to_frames(out.plan, out.tokens_from_frames)
                 fused = fused + self.fusion.proj(rebuilt.to(encoder_out.dtype))
             fused = self.fusion.norm(fused)
             ctc = self.ctc if self.ctc_fused is None else self.ctc_fused

@@ -18,7 +18,7 @@ Losses built on these live with their models (``espnet_otreg.asr`` for GM-OT,
 """
 
 from espnet_otreg.ot import costs
-from espnet_otreg.ot.costs import cosine, sqeuclidean, structure, temporal_prior
+from espnet_otreg.ot.costs import cosine, max_cost_scale, sqeuclidean, structure, temporal_prior
 from espnet_otreg.ot.gromov import FGWResult, fused_gromov_wasserstein
 from espnet_otreg.ot.masks import lengths_to_mask
 from espnet_otreg.ot.problem import tau_pair
@@ -30,6 +30,7 @@ __all__ = [
     "sqeuclidean",
     "structure",
     "temporal_prior",
+    "max_cost_scale",
     "sinkhorn",
     "fused_gromov_wasserstein",
     "OTResult",

@@ -24,7 +24,8 @@ import torch
 
 from espnet_otreg.ot.graphs import band_mask
 
-__all__ = ["sqeuclidean", "cosine", "temporal_prior", "structure", "compute_dtype"]
+__all__ = ["sqeuclidean", "cosine", "temporal_prior", "structure", "max_cost_scale",
+           "compute_dtype"]
 
 _METRICS = ("cosine", "sqeuclidean", "euclidean")
 
@@ -231,6 +232,18 @@ def cosine(
     x, y = x.to(dt), y.to(dt)
     with _exact(x):
         return _Cosine.apply(x, y, _padding(x, y, x_mask, y_mask), eps)
+
+
+def max_cost_scale(cost: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
+    """Each problem's largest cost, ``(B, 1, 1)``, detached: solving on ``cost / scale``
+    makes ``epsilon`` relative to it (ott-jax's ``scale_cost="max_cost"``), the same
+    sharpness whatever the embedding norms. Padding holds cost 0, so it never wins; the
+    scale is a constant for the gradients, and ``floor`` keeps an all-zero problem finite.
+
+    Solving ``cost / s`` with ``epsilon`` is solving ``cost`` with ``epsilon * s``; for
+    fused Gromov-Wasserstein (square loss) the structures scale by ``sqrt(s)``.
+    """
+    return cost.detach().amax(dim=(1, 2), keepdim=True).clamp_min(floor)
 
 
 def _positions(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

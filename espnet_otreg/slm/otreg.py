@@ -46,6 +46,7 @@ from typing import Optional
 import torch
 
 from espnet_otreg import ot
+from espnet_otreg.ot import measures
 
 
 @dataclass
@@ -121,7 +122,7 @@ def otreg_loss(
         text_mask = torch.cat([text_mask, text_mask.new_ones(B, 1)], 1)
     fn = ot.sqeuclidean if cost == "sqeuclidean" else ot.cosine
     C = fn(speech, text, speech_mask, text_mask)
-    scale = C.detach().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+    scale = ot.max_cost_scale(C)
     res = ot.sinkhorn(
         C / scale,
         speech_mask,
@@ -138,8 +139,7 @@ def otreg_loss(
     with torch.no_grad():
         p = plan.detach()
         mass = p.sum((1, 2)).clamp_min(1e-12)
-        pn = p / mass[:, None, None]
-        entropy = -(pn * torch.log(pn.clamp_min(1e-30))).sum((1, 2))
+        entropy = measures.plan_entropy(p)
         cos = 1.0 - ot.cosine(speech.detach(), text, speech_mask, text_mask)
         cosine = (p * cos).sum((1, 2)) / mass
     return OTRegOutput(loss, entropy, cosine, res.converged, plan, text_mask)

@@ -125,8 +125,54 @@ def test_epsilon_schedule_is_geometric_counted_and_checkpointed(tmp_path):
     m(**b)  # evaluation does not count
     again = build_model(tiny_config(tmp_path, epsilon_schedule=sched))
     again.load_state_dict(m.state_dict())  # a resumed run continues the count
-    assert again.epsilon() == pytest.approx(0.01)
+    assert again.gmot.scheduled_epsilon() == pytest.approx(0.01)
     plain = build_model(tiny_config(tmp_path))
     assert "gmot.step" not in plain.state_dict() and "ot_epsilon" not in plain(**b)[1]
     with pytest.raises(ValueError, match="epsilon_schedule"):
         build_model(tiny_config(tmp_path, epsilon_schedule=dict(start=1.0)))
+
+
+def test_gmot_config_is_validated_once_and_names_the_wrong_key():
+    from espnet_otreg.asr.gmot import GMOTConfig
+
+    with pytest.raises(ValueError, match=r"unknown GM-OT option\(s\) \['wss'\]"):
+        GMOTConfig.from_options(wss=3)
+    with pytest.raises(ValueError, match="ws_frames .*whole number.*3.0"):
+        GMOTConfig.from_options(ws=3.0)
+    with pytest.raises(ValueError, match="epsilon_mode must be one of"):
+        GMOTConfig.from_options(epsilon_mode="sharp")
+    c = GMOTConfig.from_options(ws=5, ws_tokens=2, tau_frames=1.0)
+    assert (c.ws, c.tau) == ((5, 2), (1.0, None))
+    assert GMOTConfig.from_options(**c.options()) == c  # the flat form round-trips
+    with pytest.raises(Exception):
+        c.alpha = 0.5  # frozen
+
+
+def test_aligner_replace_cannot_silently_ignore_an_override():
+    """coupling_diagnostics used to setattr 'ws' while forward read ws_frames/ws_tokens:
+    --setting x:ws=3 changed nothing. replace() returns a copy that really has it."""
+    from espnet_otreg.asr.gmot import GMOTAligner
+
+    al = GMOTAligner(ws=5, ws_tokens=2, epsilon_schedule=dict(start=1.0, end=0.1, steps=4))
+    al.step += 2
+    new = al.replace(ws=3)
+    assert (new.ws_frames, new.ws_tokens) == (3, 3) and (al.ws_frames, al.ws_tokens) == (5, 2)
+    assert int(new.step) == 2  # the schedule's count goes on
+    assert al.replace(epsilon=0.02).scheduled_epsilon() == 0.02  # not the schedule's
+    assert al.replace(tau=0.5).config.tau == (0.5, 0.5)
+    with pytest.raises(ValueError, match="unknown GM-OT option"):
+        al.replace(epsilon_sched=None)
+
+
+def test_every_model_conf_key_of_the_coupling_reaches_the_config():
+    """ESPnetGMOTModel's signature (what ESPnet prints and type-checks) and the config's
+    options are one list: nothing is dropped on the way, nothing is missing."""
+    import inspect
+
+    from espnet_otreg.asr.espnet_model import ESPnetGMOTModel
+    from espnet_otreg.asr.gmot import GMOTConfig
+
+    params = set(inspect.signature(ESPnetGMOTModel.__init__).parameters)
+    assert set(GMOTConfig.model_conf_keys()) <= params
+    conf = GMOTConfig.from_model_conf({"ot_max_iter": 3, "ot_grad": "autodiff", "ws": None})
+    assert (conf.max_iter, conf.grad, conf.ws) == (3, "autodiff", None)

@@ -3,7 +3,9 @@
 
 For a trained GM-OT model and a data set, each setting recomputes gamma* of every
 utterance with the model's own encoder and adapter (``--setting eps0.02:epsilon=0.02``
-overrides attributes of the model's ``GMOTAligner``; ``trained`` keeps them) and
+solves with a copy of the model's ``GMOTAligner`` with those options changed,
+``GMOTAligner.replace``: a key that is not an option is an error; ``trained`` keeps
+them) and
 compares it with where the model's own CTC places each token:
 
 - reference: the CTC forced alignment (Viterbi over the transcript) of the same
@@ -30,65 +32,42 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
+import yaml
 
 from espnet_otreg import ot
+from espnet_otreg.ot import measures
 
 
-def ctc_forced_align(log_probs: np.ndarray, labels: Sequence[int], blank: int = 0) -> np.ndarray:
-    """Frame of the first emission of each label on the best CTC path (Viterbi,
-    ``torchaudio.functional.forced_align``).
-
-    ``log_probs``: (T, V) frame log-posteriors; ``labels``: L token ids (no blank).
-    Returns L frame indices, non-decreasing. Needs T >= L + repeats.
-    """
-    import torchaudio.functional as taf
-
-    repeats = sum(a == b for a, b in zip(labels, labels[1:]))
-    if log_probs.shape[0] < len(labels) + repeats:
-        raise ValueError(f"{log_probs.shape[0]} frames cannot hold {len(labels)} labels "
-                         "with their repeats")
-    if not labels:
-        return np.zeros(0, np.int64)
-    path, scores = taf.forced_align(
-        torch.as_tensor(log_probs, dtype=torch.float32)[None],
-        torch.tensor([list(labels)], dtype=torch.int32), blank=blank)
-    spans = taf.merge_tokens(path[0], scores[0].exp(), blank=blank)
-    return np.array([span.start for span in spans], np.int64)
+#: The reference: where the model's own CTC first emits each token (the package's).
+ctc_forced_align = measures.ctc_segment_starts
 
 
-def plan_metrics(plan: np.ndarray, first: np.ndarray, slack: int = 1) -> Dict[str, float]:
+def plan_metrics(plan, first, slack: int = 1) -> Dict[str, float]:
     """Metrics of one (N, M) plan against the emission frames ``first`` (M,)."""
-    n, m = plan.shape
-    p = plan / max(plan.sum(), 1e-30)
-    a = p.sum(1)
-    h_p = -(p[p > 0] * np.log(p[p > 0])).sum()
-    h_a = -(a[a > 0] * np.log(a[a > 0])).sum()
-    ends = np.append(first[1:], n)
-    frames = np.arange(n)[:, None]
-    inside = (frames >= first[None] - slack) & (frames < ends[None] + slack)
-    best = plan.argmax(1)
+    plan = torch.as_tensor(plan, dtype=torch.float64)
+    first = torch.as_tensor(first, dtype=torch.long)
+    ok, steps = measures.monotonic_steps(plan[None], torch.ones(plan.shape[:1], dtype=torch.bool)[None])
     return {
-        "on_target": float(p[inside].sum()),
-        "perplexity": float(np.exp(h_p - h_a)),
-        "monotonic": float((best[1:] >= best[:-1]).mean()) if n > 1 else 1.0,
+        "on_target": float(measures.on_target_mass(plan, first, slack)),
+        "perplexity": float(measures.tokens_per_frame(plan[None])[0]),
+        "monotonic": float(ok[0] / steps[0]) if int(steps[0]) else 1.0,
     }
 
 
 def parse_setting(spec: str) -> Tuple[str, Dict[str, object]]:
+    """``name:key=value,...``; values read as YAML (``3`` an int, ``0.1`` a float,
+    ``null`` None), as ESPnet reads ``--model_conf key=value``."""
     name, _, rest = spec.partition(":")
     over = {}
     for kv in filter(None, rest.split(",")):
         k, sep, v = kv.partition("=")
         if not sep:
             raise ValueError(f"--setting {spec!r}: expected name:key=value,...")
-        try:
-            over[k] = float(v)
-        except ValueError:
-            over[k] = v
+        over[k] = yaml.safe_load(v)
     return name, over
 
 
@@ -102,11 +81,13 @@ def run(args, exp: Path) -> List[str]:
         raise ValueError(f"{exp}/config.yaml is not a GM-OT model (model: gmot)")
     model.eval()
     g = model.gmot
-    settings = [parse_setting(s) for s in args.setting]
-    for name, over in settings:
-        for k in over:
-            if not hasattr(g, k):
-                raise ValueError(f"setting {name!r}: the aligner has no attribute {k!r}")
+    settings = []
+    for spec in args.setting:
+        name, over = parse_setting(spec)
+        try:  # a copy of the trained aligner with these options: a wrong key is an error
+            settings.append((name, g.replace(**over)))
+        except ValueError as e:
+            raise ValueError(f"setting {name!r}: {e}") from None
     loader = GMOTASRTask.build_streaming_iterator(
         [tuple(x.rsplit(",", 2)) for x in args.data_path_and_name_and_type],
         dtype="float32", batch_size=args.batch_size, num_workers=0,
@@ -116,7 +97,6 @@ def run(args, exp: Path) -> List[str]:
     )
     rows: Dict[str, List[Dict[str, float]]] = {
         f"{n}{k}": [] for n, _ in settings for k in ("", " prior")}
-    saved = {k: getattr(g, k) for _, over in settings for k in over}
     n_utt = 0
     for keys, batch in loader:
         with torch.no_grad():
@@ -135,24 +115,19 @@ def run(args, exp: Path) -> List[str]:
             h_mask = ot.lengths_to_mask(enc_lens, enc.size(1))
             z_mask = ot.lengths_to_mask(z_lens, z.size(1))
             h = model.adapter(enc)
-            prior_cost = g.rho * ot.temporal_prior(h_mask, z_mask)
             plans = {}
-            for name, over in settings:
-                for k, v in over.items():
-                    setattr(g, k, v)
-                eps = float(over.get("epsilon", model.epsilon()))  # (a schedule's end)
-                plans[name] = g(h, h_mask, z, z_mask, epsilon=eps).plan
+            for name, ga in settings:
+                eps = ga.scheduled_epsilon()  # (a trained schedule: its last value)
+                plans[name] = ga(h, h_mask, z, z_mask, epsilon=eps).plan
                 # the content-free plan at the same effective epsilon (cost / scale
                 # with epsilon is the cost with epsilon * scale)
+                prior_cost = ga.rho * ot.temporal_prior(h_mask, z_mask)
                 scale = 1.0
-                if g.epsilon_mode == "relative":
-                    full = ot.cosine(h, z, h_mask, z_mask) + prior_cost
-                    scale = full.amax((1, 2)).clamp_min(1e-8)[:, None, None]
+                if ga.epsilon_mode == "relative":
+                    scale = ot.max_cost_scale(ot.cosine(h, z, h_mask, z_mask) + prior_cost)
                 plans[f"{name} prior"] = ot.sinkhorn(
                     prior_cost / scale, h_mask, z_mask, epsilon=eps, max_iter=5000,
                     tol=1e-7).plan
-                for k, v in saved.items():
-                    setattr(g, k, v)
         for b in range(len(keys)):
             n, m = int(enc_lens[b]), int(z_lens[b])
             if m != len(firsts[b]):
@@ -162,7 +137,7 @@ def run(args, exp: Path) -> List[str]:
         n_utt += len(keys)
     logging.info("%s: %d utterances", exp, n_utt)
     run_name = exp.name.replace("asr_sweep_", "")
-    model_desc = f"alpha {g.alpha:g}, rho {g.rho:g}, epsilon {model.epsilon():g} ({g.epsilon_mode})"
+    model_desc = f"alpha {g.alpha:g}, rho {g.rho:g}, epsilon {g.scheduled_epsilon():g} ({g.epsilon_mode})"
     lines = []
     for name, _ in settings:
         mean = {}
