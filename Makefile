@@ -29,8 +29,7 @@ $(STAMP): setup.py
 
 # The main job: the AISHELL-1 GM-OT recipe, every stage, on its synthetic mini corpus,
 # then the baseline CTC, OT-CAKT and TOT-CAKT on the same data, and the RESULTS.md table
-# of all four (CPU: 6 min 41 s measured on a shared 2-core machine under load ~6,
-# 2026-11-30). Outputs: egs2/aishell_gmot/asr1/mini/.
+# of all four (minutes on a CPU). Outputs: egs2/aishell_gmot/asr1/mini/.
 demo: $(STAMP)
 	cd egs2/aishell_gmot/asr1 && PATH="$(VENV)/bin:$$PATH" ./local/mini_comparison.sh
 

@@ -500,7 +500,7 @@ def get_parser():
                    help="skip POT on the large batch (its per-pair loop takes a while)")
     p.add_argument("--json-out", default=None, help="also write the JSON line to this file")
     p.add_argument("--only-new", action="store_true",
-                   help="only the windowed FGW and cost rows (issue 11), not the others")
+                   help="only the windowed FGW and cost rows, not the others")
     return p
 
 

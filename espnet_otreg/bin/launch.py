@@ -49,22 +49,15 @@ The command is everything after ``--``: several words are quoted for the shell; 
 word is taken as a shell command line (pipes and redirections allowed), as ``run.pl``
 takes it. Interrupting the launcher (Ctrl-C) cancels a submitted Slurm job.
 
-Intended recipe integration (the shared stage library's job runner): ``--cmd local``
-stays the default; ``--cmd slurm`` plus the Slurm options of ``run.sh`` are passed to
-this entry point for stage 10 (collect stats, ``--nj``), stage 11 (``--train``,
-``--num_nodes``, ``--gpus`` = ``--ngpu``) and stage 12 (decoding, ``--nj``), e.g.::
+How the recipes use it: ``run.sh --cmd slurm --slurm_opts "--partition gpu --time
+1-00:00:00"``; the stage library (``espnet_otreg/recipe/lib.sh``, ``_submit_job``) calls
+this entry point once per split job of stages 10 and 12 (``--nj 1``, ``--gpus 1`` for a
+GPU job) and once for the training of stage 11 (``--train --num_nodes N --gpus G``)::
 
-    # run.sh options: --cmd local|slurm --slurm_opts "--partition gpu --time 1-00:00:00"
-    run_jobs() {   # run_jobs NJ LOG command...   (JOB in LOG and command)
-        local nj=$1 log=$2; shift 2
-        python -m espnet_otreg.bin.launch --cmd "${cmd}" ${slurm_opts} \
-            --nj "${nj}" --log "${log}" -- "$@"
-    }
-    run_train() {  # run_train LOG command...     (stage 11)
-        local log=$1; shift
-        python -m espnet_otreg.bin.launch --cmd "${cmd}" ${slurm_opts} --train \
-            --num_nodes "${num_nodes}" --gpus "${ngpu}" --log "${log}" -- "$@"
-    }
+    python -m espnet_otreg.bin.launch --cmd slurm --partition gpu --nj 1 \
+        --log exp/x/decode.3.log -- python -m espnet_otreg.bin.asr_inference ...
+    python -m espnet_otreg.bin.launch --cmd slurm --partition gpu --train \
+        --num_nodes 2 --gpus 4 --log exp/x/train.log -- python -m espnet_otreg.bin.asr_train ...
 
 With ``--cmd local`` the training command keeps its own ``--ngpu N
 --multiprocessing_distributed true``; with ``--cmd slurm`` those are overridden as

@@ -9,6 +9,7 @@
 #   stage_on N                 true when N lies in --stage .. --stop_stage
 #   is_true VALUE              true/false options, anything else is an error
 #   inference_tag CONF MODEL   the decode dir name: <conf>_asr_model_<model> (asr.sh's)
+#   resolve_ngpu auto|N        the GPU count: auto is 1 when nvidia-smi sees a GPU, else 0
 #   run_jobs ...               split, run N jobs, wait, report a failing job's log, merge
 #   run_training ... LOG -- CMD  launch training with a live progress view, wait, report
 #   run_sweep ... -- ARGS      a model_conf grid x seeds through espnet_otreg.bin.sweep
@@ -67,6 +68,15 @@ is_true() {
         true) return 0 ;;
         false) return 1 ;;
         *) die "expected true or false, got '$1'" ;;
+    esac
+}
+
+resolve_ngpu() {  # "auto" -> 1 when nvidia-smi sees a GPU, else 0; a number stays
+    case "$1" in
+        auto) if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+                  echo 1; else echo 0; fi ;;
+        ''|*[!0-9]*) die "--ngpu must be a number or auto, got '$1'" ;;
+        *) echo "$1" ;;
     esac
 }
 

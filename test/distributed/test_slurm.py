@@ -99,7 +99,7 @@ def test_aishell_mini_recipe_stages_10_to_12_with_cmd_slurm(slurm, tmp_path):
         (shutil.copytree if (recipe / name).is_dir() else shutil.copy2)(recipe / name, work / name)
     env = dict(slurm_env(slurm), PYTHON=sys.executable)
     common = ["--mini", "true", "--asr_args", "--max_epoch 1", "--test_sets", "test",
-              "--inference_configs", "conf/mini/decode_ctc_greedy.yaml"]
+              "--inference_config", "conf/mini/decode_ctc_greedy.yaml"]
     r = subprocess.run(["bash", "run.sh", "--stage", "1", "--stop_stage", "6", *common],
                        cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]

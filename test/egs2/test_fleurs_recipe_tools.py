@@ -143,11 +143,14 @@ def test_data_stage_errors_name_the_item(tmp_path):
 
 
 def test_upload_needs_token_from_env_only(tmp_path):
-    packed = tmp_path / "m.zip"
-    packed.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
-    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
-    r = subprocess.run([sys.executable, str(RECIPE / "local/upload_hf.py"), "--packed", str(packed),
-                        "--repo", "someone/x"], capture_output=True, text=True, env=env)
+    """Stage 16's upload (python -m espnet_otreg.recipe.zoo upload) of an SLM folder."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "meta.yaml").write_text("espnet: x\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run([sys.executable, "-m", "espnet_otreg.recipe.zoo", "upload", "--dir",
+                        str(folder), "--repo", "someone/x"], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "set HF_TOKEN" in r.stderr
 
 

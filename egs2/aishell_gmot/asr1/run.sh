@@ -55,7 +55,7 @@ skip_bad_audio=false      # stage 3: false = stop on unreadable audio, true = sk
 asr_config=conf/train_asr_gmot.yaml
 asr_tag=                  # default: the config's file name
 asr_args=                 # extra training options, e.g. "--max_epoch 10"
-inference_configs="conf/decode_ctc_greedy.yaml conf/decode_ctc_beam.yaml"
+inference_config="conf/decode_ctc_greedy.yaml conf/decode_ctc_beam.yaml"  # one or more
 inference_asr_model=valid.cer_ctc.ave.pth
 inference_args=
 test_sets="dev test"      # decoded and scored sets
@@ -84,7 +84,7 @@ if is_true "${mini}"; then
   download_dir="${mini_dir}/downloads"
   datadir="${mini_dir}/data"; dumpdir="${mini_dir}/dump"; expdir="${mini_dir}/exp"
   case "${asr_config}" in conf/mini/*) ;; *) asr_config="conf/mini/$(basename "${asr_config}")" ;; esac
-  inference_configs=$(for c in ${inference_configs}; do echo "conf/mini/$(basename "${c}")"; done)
+  inference_config=$(for c in ${inference_config}; do echo "conf/mini/$(basename "${c}")"; done)
   nj=$(( nj > 2 ? 2 : nj )); inference_nj=$(( inference_nj > 2 ? 2 : inference_nj ))
   ngpu=0; max_wav_duration=10
 fi
@@ -94,10 +94,7 @@ if is_true "${mini}"; then
 fi
 results_md=${results_md:-${_results_md}}
 
-if [ "${ngpu}" = auto ]; then
-  ngpu=0
-  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then ngpu=1; fi
-fi
+ngpu=$(resolve_ngpu "${ngpu}")
 [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
 token_list="${datadir}/token_list/char/tokens.txt"
 asr_stats_dir="${expdir}/asr_stats_raw_zh_char_sp"
@@ -254,7 +251,7 @@ fi
 
 if stage_on 12; then
   _ngpu=0; is_true "${gpu_inference}" && _ngpu=1
-  for conf in ${inference_configs}; do
+  for conf in ${inference_config}; do
     for dset in ${test_sets}; do
       _dir="${asr_exp}/$(inference_tag "${conf}" "${inference_asr_model}")/${dset}"
       if [ -f "${_dir}/text" ]; then log "Stage 12: ${_dir}/text exists, keeping it"; continue; fi
@@ -279,7 +276,7 @@ fi
 
 if stage_on 13; then
   log "Stage 13: score CER (sclite if installed, else Python with sclite's weights)"
-  for conf in ${inference_configs}; do
+  for conf in ${inference_config}; do
     for dset in ${test_sets}; do
       _dir="${asr_exp}/$(inference_tag "${conf}" "${inference_asr_model}")/${dset}"
       [ -f "${_dir}/text" ] || die "no hypotheses ${_dir}/text (decode first: stage 12)"
@@ -327,7 +324,7 @@ if stage_on 15; then
   if [ "${check_export_utts}" -gt 0 ]; then
     # What users do: Speech2Text.from_pretrained(<zip>), stock ESPnet only (espnet_otreg
     # blocked from importing); the hypotheses must equal ours from stage 12.
-    _conf=$(echo ${inference_configs} | awk '{print $1}')
+    _conf=$(echo ${inference_config} | awk '{print $1}')
     _ref="${asr_exp}/$(inference_tag "${_conf}" "${inference_asr_model}")/test/text"
     _chk="${export_dir}/check"
     log "Stage 15: decode ${check_export_utts} test utterances from ${packed_export} with stock ESPnet"

@@ -33,13 +33,14 @@ cd "$(dirname "$0")"
 # ----------------------------------------------------------------------------- options
 # (every variable below can be set as --name value)
 stage=1
-stop_stage=100
+stop_stage=16
 mini=false            # true: tiny synthetic corpus + tiny models, CPU; all under mini/
 cmd=local             # job backend of run_jobs / run_training: local or slurm
 slurm_opts=           # --cmd slurm: sbatch options, e.g. "--partition gpu --time 1-00:00:00"
 nj=4                  # parallel jobs for data stages and stats
 inference_nj=4        # parallel decoding jobs (CPU); use 1 per GPU with --gpu_inference
-ngpu=1                # GPUs for training (>1: DistributedDataParallel on this node)
+ngpu=auto             # GPUs for training (auto: 1 if nvidia-smi sees one, else 0;
+                      # >1: DistributedDataParallel on this node)
 gpu_inference=false   # decode on GPU (one per job)
 langs=default         # "default", "all" (102) or FLEURS codes: "en_us fr_fr cmn_hans_cn"
 fleurs_dir=           # local FLEURS copy (FLEURS layout); empty: download from the Hub
@@ -64,7 +65,7 @@ phase1_config=conf/train_slm_phase1.yaml
 asr_config=conf/train_slm_otreg.yaml   # phase 2: picks the system
 inference_config=conf/decode_slm.yaml
 phase1_model=valid.acc.ave.pth        # phase-1 checkpoint phase 2 starts from
-inference_model=valid.acc.ave.pth
+inference_asr_model=valid.acc.ave.pth
 asr_tag=              # exp/slm_<asr_tag>; default: the config's name
 asr_args=             # extra options for slm_train (as asr.sh's --asr_args; e.g. multi-node)
 inference_args=       # extra arguments for slm_inference
@@ -98,6 +99,7 @@ if is_true "${mini}"; then
     ngpu=0; gpu_inference=false; audio_format=wav
     nj=$(( nj > 2 ? 2 : nj )); inference_nj=$(( inference_nj > 2 ? 2 : inference_nj ))
 fi
+ngpu=$(resolve_ngpu "${ngpu}")
 results_md=RESULTS.md; dataset_name=FLEURS; hf_dataset=google/fleurs
 if is_true "${mini}"; then
     results_md="${mini_dir}/RESULTS.md"; dataset_name="FLEURS mini (synthetic)"; hf_dataset=
@@ -115,7 +117,7 @@ phase1_tag=$(basename "${phase1_config}" .yaml)
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 phase1_exp=${expdir}/slm_${phase1_tag}
 asr_exp=${expdir}/slm_${asr_tag}
-inference_tag=$(inference_tag "${inference_config}" "${inference_model}")
+inference_tag=$(inference_tag "${inference_config}" "${inference_asr_model}")
 stats_dir=${expdir}/slm_stats
 data_feats=${dumpdir}/raw
 
@@ -239,7 +241,7 @@ fi
 
 if stage_on 12; then
     need_slm slm_inference
-    model=${asr_exp}/${inference_model}
+    model=${asr_exp}/${inference_asr_model}
     [ -e "${model}" ] || die "no model ${model} (train first: stage 11); have: $(ls "${asr_exp}"/*.pth 2>/dev/null | tr '\n' ' ')"
     _ngpu=0; is_true "${gpu_inference}" && _ngpu=1
     for dset in ${test_sets}; do
@@ -272,7 +274,7 @@ if stage_on 13; then
             need_slm modality_gap
             log "Stage 13: modality gap on ${dset} -> ${asr_exp}/modality_gap/${dset}"
             "${PYTHON}" -m espnet_otreg.bin.modality_gap --slm_train_config "${asr_exp}/config.yaml" \
-                --slm_model_file "${asr_exp}/${inference_model}" --data_dir "${data_feats}/${dset}" \
+                --slm_model_file "${asr_exp}/${inference_asr_model}" --data_dir "${data_feats}/${dset}" \
                 --output_dir "${asr_exp}/modality_gap/${dset}" > "${asr_exp}/modality_gap_${dset}.log" 2>&1 \
                 || { tail -5 "${asr_exp}/modality_gap_${dset}.log" >&2; die "modality gap failed: see ${asr_exp}/modality_gap_${dset}.log"; }
         fi
@@ -287,7 +289,7 @@ fi
 packed=${asr_exp}/$(basename "${asr_exp}")_packed.zip
 if stage_on 14; then
     log "Stage 14: pack ${asr_exp} -> ${packed}"
-    "${PYTHON}" local/pack.py --exp_dir "${asr_exp}" --model "${inference_model}" \
+    "${PYTHON}" local/pack.py --exp_dir "${asr_exp}" --model "${inference_asr_model}" \
         --results "${results_md}" --out "${packed}" >&2
 fi
 

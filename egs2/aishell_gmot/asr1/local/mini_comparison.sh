@@ -13,7 +13,7 @@ start=$(date +%s)
 ./run.sh --mini true --inference_nj 1 "$@"
 for system in train_asr_ctc_conformer train_asr_ot_cakt train_asr_tot_cakt; do
   ./run.sh --mini true --asr_config "conf/mini/${system}.yaml" --stage 6 --stop_stage 13 \
-    --inference_configs conf/decode_ctc_greedy.yaml --test_sets test --inference_nj 1 "$@"
+    --inference_config conf/decode_ctc_greedy.yaml --test_sets test --inference_nj 1 "$@"
 done
 echo
 echo "mini/RESULTS.md (synthetic mini corpus: a pipeline check, not AISHELL-1 numbers):"

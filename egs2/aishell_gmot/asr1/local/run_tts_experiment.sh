@@ -54,7 +54,7 @@ if is_true "${prep}"; then
     --asr_config conf/tts/train_asr_gmot.yaml "${common[@]}"
 fi
 
-run_args="${common[*]} --inference_configs conf/tts/decode_ctc_greedy.yaml --inference_nj 1"
+run_args="${common[*]} --inference_config conf/tts/decode_ctc_greedy.yaml --inference_nj 1"
 run_args+=" --test_sets '${test_sets}'"
 grid_args=(); keys=
 for g in ${grid}; do grid_args+=(--grid "${g}"); k=${g%%=*}; keys+="_${k%_}"; done
