@@ -38,6 +38,18 @@ def _run(module, *args, block_espnet_otreg=False):
     return r
 
 
+def _data_args(data, teacher_scp):
+    """Speech, text and cached teacher features, for training and validation alike."""
+    out = []
+    for split in ("train", "valid"):
+        out += [
+            f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+            f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+            f"--{split}_data_path_and_name_and_type", f"{teacher_scp},teacher_feats,kaldi_ark",
+        ]
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gmot_cli")
@@ -51,13 +63,7 @@ def trained(tmp_path_factory):
         "--token_type", "char", "--token_list", tmp / "tokens.txt",
         "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
     ]
-    for split in ("train", "valid"):
-        common += [
-            f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-            f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
-            f"--{split}_data_path_and_name_and_type",
-            f"{tmp}/teacher/feats.scp,teacher_feats,kaldi_ark",
-        ]
+    common += _data_args(data, tmp / "teacher/feats.scp")
     _run("espnet_otreg.bin.asr_train", *common, "--collect_stats", "true",
          "--train_shape_file", data / "wav.scp", "--valid_shape_file", data / "wav.scp",
          "--output_dir", tmp / "stats")
@@ -215,14 +221,7 @@ def test_stock_espnet_entry_points_know_gmot(trained, tmp_path):
         assert r.stdout.split()[-1:] == [known], (autoload, r.stdout, r.stderr[-2000:])
 
     data, exp = trained / "data", tmp_path / "exp"
-    split_data = []
-    for split in ("train", "valid"):
-        split_data += [
-            f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-            f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
-            f"--{split}_data_path_and_name_and_type",
-            f"{trained}/teacher/feats.scp,teacher_feats,kaldi_ark",
-        ]
+    split_data = _data_args(data, trained / "teacher/feats.scp")
     r = stock("espnet2.bin.asr_train", "--config", trained / "config.yaml", "--ngpu", 0,
           "--num_workers", 0, "--use_preprocessor", "true", "--token_type", "char",
           "--token_list", trained / "tokens.txt", "--cleaner", "none", "--g2p", "none",
