@@ -13,6 +13,7 @@
 #   run_jobs ...               split, run N jobs, wait, report a failing job's log, merge
 #   run_training ... LOG -- CMD  launch training with a live progress view, wait, report
 #   run_sweep ... -- ARGS      a model_conf grid x seeds through espnet_otreg.bin.sweep
+#   aggregate_stats, upload_model_zoo   the stats merge of stage 10, stage 16's upload
 #
 # Every function takes what it needs as arguments and reads no variable of the
 # calling script. Job backends (--cmd): "local" (background processes on this machine)
@@ -212,6 +213,32 @@ run_jobs() {
             >/dev/null || die "${name_}: cannot merge ${merge_pat[$i]} into ${merge_dst[$i]}"
     done
     log "${name_}: ${nj_} jobs done"
+}
+
+# aggregate_stats LOGDIR NJ OUT_DIR
+#   ESPnet's aggregate_stats_dirs over the collect-stats jobs LOGDIR/stats.1..NJ into
+#   OUT_DIR (its log: LOGDIR/aggregate.log); stops the recipe naming the log on failure.
+aggregate_stats() {
+    local logdir_=$1 nj_=$2 out_=$3 n
+    local -a inputs=()
+    for n in $(seq "${nj_}"); do inputs+=(--input_dir "${logdir_}/stats.${n}"); done
+    "${PYTHON}" -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${out_}" \
+        >"${logdir_}/aggregate.log" 2>&1 || die "aggregating stats failed: see ${logdir_}/aggregate.log"
+}
+
+# upload_model_zoo SKIP DIR REPO PUBLIC
+#   Stage 16's upload of the model-zoo folder DIR to the Hub repository REPO (token from
+#   $HF_TOKEN only; private unless PUBLIC is true); SKIP true says how to do it instead.
+upload_model_zoo() {
+    local skip_=$1 dir_=$2 repo_=$3 public_=$4
+    if is_true "${skip_}"; then
+        log "Stage 16: skipped (upload skipped: --skip_upload_hf true; set --skip_upload_hf false --hf_repo <user>/<name>, token in \$HF_TOKEN)"
+        return 0
+    fi
+    [ -n "${repo_}" ] || die "stage 16 needs --hf_repo <user>/<name>"
+    log "Stage 16: upload ${dir_} to https://huggingface.co/${repo_} (token from \$HF_TOKEN)"
+    "${PYTHON}" -m espnet_otreg.recipe.zoo upload --dir "${dir_}" --repo "${repo_}" \
+        $(is_true "${public_}" && echo --public)
 }
 
 # run_training [--cmd local|slurm] [--slurm_opts OPTS] [--num_nodes N] [--ngpu G] LOG -- COMMAND...

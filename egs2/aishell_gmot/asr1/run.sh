@@ -198,9 +198,7 @@ if stage_on 10; then
         "${common_opts[@]}" "${train_data[@]}" "${valid_data[@]}" \
         --train_shape_file "${_logdir}/train.JOB.scp" --valid_shape_file "${_logdir}/valid.JOB.scp" \
         --output_dir "${_logdir}/stats.JOB" --ngpu 0 ${asr_args}
-    _inputs=(); for n in $(seq "${RUN_JOBS_NJ}"); do _inputs+=(--input_dir "${_logdir}/stats.${n}"); done
-    "${PYTHON}" -m espnet2.bin.aggregate_stats_dirs --output_dir "${asr_stats_dir}" "${_inputs[@]}" \
-      >"${_logdir}/aggregate.log" 2>&1 || die "aggregating stats failed: see ${_logdir}/aggregate.log"
+    aggregate_stats "${_logdir}" "${RUN_JOBS_NJ}" "${asr_stats_dir}"
     # asr.sh appends the vocabulary size to the text shapes.
     for d in train valid; do
       awk -v N="$(wc -l <"${token_list}")" '{ print $0 "," N }' \
@@ -346,14 +344,7 @@ if stage_on 16; then
     --language zh --dataset ${hf_dataset} --license apache-2.0 \
     --model_name "AISHELL-1 Conformer-CTC (${asr_tag}, espnet-otreg)" \
     --description "A Conformer-CTC model trained on AISHELL-1 with the ESPnet recipe egs2/aishell_gmot/asr1 of espnet-otreg (config ${asr_config}; GM-OT: arXiv 2505.13079). The root of this repository is a plain ESPnet CTC model: it needs only espnet and espnet_model_zoo." >&2
-  if is_true "${skip_upload_hf}"; then
-    log "Stage 16: skipped (upload skipped: --skip_upload_hf true; set --skip_upload_hf false --hf_repo <user>/<name>, token in \$HF_TOKEN)"
-  else
-    [ -n "${hf_repo}" ] || die "stage 16 needs --hf_repo <user>/<name>"
-    log "Stage 16: upload ${hf_dir} to https://huggingface.co/${hf_repo} (token from \$HF_TOKEN)"
-    "${PYTHON}" -m espnet_otreg.recipe.zoo upload --dir "${hf_dir}" --repo "${hf_repo}" \
-      $(is_true "${hf_public}" && echo --public)
-  fi
+  upload_model_zoo "${skip_upload_hf}" "${hf_dir}" "${hf_repo}" "${hf_public}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"

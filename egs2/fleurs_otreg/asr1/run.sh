@@ -200,10 +200,7 @@ if stage_on 10; then
             --train_shape_file "${logdir}/${train_set}.JOB.scp" \
             --valid_shape_file "${logdir}/${valid_set}.JOB.scp" \
             --output_dir "${logdir}/stats.JOB"
-    inputs=()
-    for n in $(seq "${RUN_JOBS_NJ}"); do inputs+=(--input_dir "${logdir}/stats.${n}"); done
-    "${PYTHON}" -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${stats_dir}" \
-        > "${logdir}/aggregate.log" 2>&1 || die "aggregating stats failed: see ${logdir}/aggregate.log"
+    aggregate_stats "${logdir}" "${RUN_JOBS_NJ}" "${stats_dir}"
 fi
 
 train_one() {  # $1: config, $2: exp dir, $3...: extra args
@@ -308,14 +305,7 @@ print(" ".join(m for m in ((c.get("encoder_conf") or {}).get("model_name_or_path
         --dataset ${hf_dataset} --license apache-2.0 --base_model ${base_models} \
         --model_name "FLEURS speech-LLM (${asr_tag}, espnet-otreg)" \
         --description "A speech-LLM (Whisper encoder, projector, LLM with LoRA) trained on FLEURS with the ESPnet recipe egs2/fleurs_otreg/asr1 of espnet-otreg (config ${asr_config}; OTReg: arXiv 2508.08131). The frozen base models are named (and pinned by revision) in the config." >&2
-    if is_true "${skip_upload_hf}"; then
-        log "Stage 16: skipped (upload skipped: --skip_upload_hf true; set --skip_upload_hf false --hf_repo <user>/<name>, token in \$HF_TOKEN)"
-    else
-        [ -n "${hf_repo}" ] || die "stage 16 needs --hf_repo <user>/<name>"
-        log "Stage 16: upload ${hf_dir} to https://huggingface.co/${hf_repo} (token from \$HF_TOKEN)"
-        "${PYTHON}" -m espnet_otreg.recipe.zoo upload --dir "${hf_dir}" --repo "${hf_repo}" \
-            $(is_true "${hf_public}" && echo --public)
-    fi
+    upload_model_zoo "${skip_upload_hf}" "${hf_dir}" "${hf_repo}" "${hf_public}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"
