@@ -43,7 +43,6 @@ import logging
 import math
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ import yaml
 
 from espnet_otreg.recipe.info import RecipeInfo
 from espnet_otreg.recipe.results import put_sweep_block
+from espnet_otreg.recipe.seeds import mean_std
 
 
 def parse_grid(items: Sequence[str]) -> Dict[str, List]:
@@ -102,13 +102,6 @@ def run_sh_option(args: Sequence[str], name: str) -> Optional[str]:
         elif a.startswith(f"--{name}="):
             value = a.split("=", 1)[1]
     return value
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    return statistics.fmean(values), (statistics.stdev(values) if n > 1 else math.nan), n
 
 
 def table(grid: Dict[str, List], runs: List[Dict], sets: Sequence[str], metric: str) -> str:

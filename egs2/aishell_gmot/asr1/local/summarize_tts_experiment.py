@@ -34,6 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_otreg.bin.sweep import read_scores
 from espnet_otreg.recipe.info import RecipeInfo
+from espnet_otreg.recipe.seeds import mean_std
+from espnet_otreg.recipe.seeds import paired_t as t_test
 
 RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
 RECIPE = RecipeInfo.load(Path(__file__).resolve().parents[1])  # this recipe's score layout
@@ -91,20 +93,6 @@ def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
     return runs
 
 
-def t_test(diffs: List[float]):
-    """Paired t statistic and two-sided p-value (None when undefined)."""
-    n = len(diffs)
-    if n < 2:
-        return None, None
-    sd, mean = statistics.stdev(diffs), statistics.fmean(diffs)
-    if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences (up to float rounding)
-        return (None, None) if abs(mean) <= 1e-9 else (math.copysign(math.inf, mean), 0.0)
-    t = mean / (sd / math.sqrt(n))
-    from scipy import stats
-
-    return t, float(2 * stats.t.sf(abs(t), n - 1))
-
-
 def fmt(m, sd=None, digits=2) -> str:
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "-"
@@ -113,9 +101,7 @@ def fmt(m, sd=None, digits=2) -> str:
 
 
 def mean_sd(values: List[float]):
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+    return mean_std(values)[:2]
 
 
 def paired_row(runs, name: str, ref: str, sets: List[str]) -> Optional[List[str]]:
