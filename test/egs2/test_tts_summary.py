@@ -95,3 +95,29 @@ def test_chosen_pairs_epoch_columns_and_curve_plot(tmp_path):
         mod.plot_curves(exp, ["nope"], png, ["test"])
     with pytest.raises(SystemExit):
         mod.main(["--exp", str(exp), "--pair", "gmot_ep4"])
+
+
+def test_teacher_study_table_and_plot(tmp_path):
+    """--teachers: the teachers' strength (weakest first) and GM-OT with each minus the
+    baseline by seed; the plot of that difference against the teacher's accuracy."""
+    import json
+
+    mod = _load()
+    exp, tdir = tmp_path / "exp", tmp_path / "teachers"
+    for name, acc in (("strong", 0.45), ("untrained", 0.01)):
+        (tdir / name).mkdir(parents=True)
+        final = dict(mlm_acc=acc, mlm_ppl=20.0, unigram_acc=0.04, unigram_ppl=150.0)
+        (tdir / name / "pretrain.json").write_text(json.dumps(dict(
+            final=final, train_sentences=100, vocab_size=50, num_layers=2, hidden_size=128,
+            epochs=3)))
+    for seed, (c, u, s) in enumerate([(5.0, 4.5, 4.0), (6.0, 5.8, 5.0)]):
+        _run(exp, "ctc_ep16", seed, c, [0.9, 0.1])
+        _run(exp, "gmot_teacher_untrained_ep16", seed, u, [0.9, 0.1])
+        _run(exp, "gmot_teacher_strong_ep16", seed, s, [0.9, 0.1])
+    md = mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--teachers", str(tdir),
+                   "--teacher_system", "gmot_teacher_{}_ep16", "--teacher_ref", "ctc_ep16",
+                   "--teacher_plot", str(tmp_path / "t.png")])
+    assert md.index("| untrained | 100 | 50 | 2 x 128 | 3 | 1.0 % |") < md.index("| strong | 100 |")
+    assert "| untrained | gmot_teacher_untrained_ep16 | 0 1 | -0.50 -0.20 | -0.35 ± 0.21 |" in md
+    assert "| strong | gmot_teacher_strong_ep16 | 0 1 | -1.00 -1.00 | -1.00 ± 0.00 |" in md
+    assert (tmp_path / "t.png").stat().st_size > 1000

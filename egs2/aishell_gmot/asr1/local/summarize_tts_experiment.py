@@ -19,7 +19,11 @@ For each system (a run directory ``asr_sweep_<name>_seed<k>``, grouped over seed
 - the last epoch's validation ``loss_ctc`` and ``loss_ctc_fused`` (teacher forcing
   shows as a fused loss far below the main one), coupling entropy and monotonicity;
 - ``--plot curves.png``: the validation CER per epoch of ``--plot_systems``, mean and
-  range over seeds, as a picture.
+  range over seeds, as a picture;
+- ``--teachers tts/teachers`` (local/run_teacher_study.sh): each teacher's held-out
+  masked accuracy and perplexity next to a unigram model's, and GM-OT with that
+  teacher minus ``--teacher_ref`` by seed; ``--teacher_plot`` draws the difference
+  against the teacher's accuracy.
 """
 
 from __future__ import annotations
@@ -226,6 +230,74 @@ def plot_curves(exp: Path, names: List[str], path: Path, sets: Sequence[str] = (
     plt.close(fig)
 
 
+def teachers(teachers_dir: Path) -> Dict[str, dict]:
+    """``{name: pretrain.json}`` of the teachers under ``teachers_dir`` (local/
+    run_teacher_study.sh), weakest (by held-out masked accuracy) first."""
+    import json
+
+    found = {d.name: json.loads((d / "pretrain.json").read_text(encoding="utf-8"))
+             for d in sorted(teachers_dir.iterdir()) if (d / "pretrain.json").is_file()}
+    return dict(sorted(found.items(), key=lambda kv: kv[1]["final"]["mlm_acc"]))
+
+
+def teacher_section(exp: Path, teachers_dir: Path, system: str, ref: str,
+                    sets: List[str]) -> Tuple[str, List[dict]]:
+    """The teachers' strength and, for each, GM-OT with it minus ``ref`` by seed.
+    ``system`` names a teacher's GM-OT runs with ``{}`` for the teacher."""
+    runs = collect(exp, sets)
+    out = ["### Teachers (held-out masked characters)", "",
+           "| teacher | training sentences | vocabulary | layers x hidden | epochs | "
+           "masked accuracy | perplexity | unigram accuracy | unigram perplexity |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    found = teachers(teachers_dir)
+    for name, t in found.items():
+        f = t["final"]
+        out.append(f"| {name} | {t['train_sentences']} | {t['vocab_size']} | "
+                   f"{t['num_layers']} x {t['hidden_size']} | {t['epochs']} | "
+                   f"{100 * f['mlm_acc']:.1f} % | {f['mlm_ppl']:.1f} | "
+                   f"{100 * f['unigram_acc']:.1f} % | {f['unigram_ppl']:.1f} |")
+    head = " | ".join(f"{s}: diff per seed | {s}: mean ± sd | {s}: t (p)" for s in sets)
+    out += ["", f"### GM-OT with each teacher minus `{ref}`, by seed", "",
+            f"| teacher | system | seeds | {head} |", "|---|---|---|" + "---|---:|---:|" * len(sets)]
+    points = []
+    for name, t in found.items():
+        sysname = system.format(name)
+        cells = paired_row(runs, sysname, ref, sets) if sysname in runs and ref in runs else None
+        if cells:
+            out.append(f"| {name} | {sysname} | " + " | ".join(cells) + " |")
+            common = sorted(k for k in runs[sysname] if runs[sysname][k]["scores"]
+                            and k in runs[ref] and runs[ref][k]["scores"])
+            points.append(dict(teacher=name, acc=t["final"]["mlm_acc"], diffs=[
+                runs[sysname][k]["scores"][sets[-1]] - runs[ref][k]["scores"][sets[-1]]
+                for k in common]))
+    return "\n".join(out) + "\n", points
+
+
+def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> None:
+    """GM-OT's CER minus the baseline's against the teacher's held-out masked accuracy:
+    each seed a dot, the mean with its sd as a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for pt in points:
+        x = 100 * pt["acc"]
+        ax.scatter([x] * len(pt["diffs"]), pt["diffs"], color="0.6", s=14, zorder=2)
+        m, sd, n = mean_std(pt["diffs"])
+        ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color="C0", capsize=4, zorder=3)
+        ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points", xytext=(6, 6))
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("teacher: held-out masked-character accuracy (%)")
+    ax.set_ylabel(f"{set_name} CER, GM-OT minus {ref} (points)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", type=Path, default=Path("tts/exp"))
@@ -241,6 +313,14 @@ def main(argv=None) -> str:
                    help="epochs shown in the per-epoch table (default: all)")
     p.add_argument("--plot", type=Path, default=None, help="PNG of the validation curves")
     p.add_argument("--plot_systems", nargs="*", default=["tts_ctc", "tts_gmot"])
+    p.add_argument("--teachers", type=Path, default=None,
+                   help="the teacher-strength study (local/run_teacher_study.sh): its "
+                        "teachers' dir, e.g. tts/teachers")
+    p.add_argument("--teacher_system", default="tts_gmot_teacher_{}_ep16",
+                   help="the GM-OT runs of a teacher, {} = its name")
+    p.add_argument("--teacher_ref", default="tts_ctc_ep16", help="paired with this system")
+    p.add_argument("--teacher_plot", type=Path, default=None,
+                   help="PNG: the CER difference against the teacher's strength")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     pairs = []
@@ -251,6 +331,12 @@ def main(argv=None) -> str:
         pairs.append((a, b))
     md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems, pairs,
                    args.curve_epochs)
+    if args.teachers:
+        section, points = teacher_section(args.exp, args.teachers, args.teacher_system,
+                                          args.teacher_ref, args.sets)
+        md += "\n" + section
+        if args.teacher_plot:
+            plot_teachers(points, args.teacher_plot, args.sets[-1], args.teacher_ref)
     if args.plot:
         plot_curves(args.exp, args.plot_systems, args.plot, args.sets)
     if args.out:
