@@ -88,7 +88,8 @@ class ESPnetGMOTModel(ESPnetASRModel):
         beta: weight of ``L_gmot + L_align``.
         lambda_: weight of the fused-representation CTC loss (0 disables the fusion).
         fusion_source: what the fused branch adds to the frames ``H_A``:
-            ``"teacher"`` (default, the paper's ``W gamma* Z_L``: the teacher
+            ``"teacher"`` (default, our reading of the paper's ``W gamma* Z_L``, which
+            the paper does not pin down between this and ``"acoustic"``: the teacher
             features of the reference transcript, which the decoder never sees),
             ``"acoustic"`` (``W gamma* Z~_L``: the frames rebuilt from their tokens'
             acoustic means ``gamma*^T H``, no teacher feature) or ``"none"`` (the
@@ -345,7 +346,7 @@ class ESPnetGMOTModel(ESPnetASRModel):
                 self.gmot.advance_schedule()
         if self.fusion is not None:
             fused = encoder_out
-            if self.fusion_source == "teacher":  # W gamma* Z_L (the paper's)
+            if self.fusion_source == "teacher":  # W gamma* Z_L (our reading of the paper's)
                 fused = fused + self.fusion.proj(out.frames_from_tokens.to(encoder_out.dtype))
             elif self.fusion_source == "acoustic":  # W gamma* Z~_L: no teacher feature
                 rebuilt = project_to_frames(out.plan, out.tokens_from_frames)
