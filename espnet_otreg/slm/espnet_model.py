@@ -54,6 +54,13 @@ SKIP_REASONS = {
 }
 
 
+#: The stats each loss writes, declared once: the empty-batch step writes the same keys
+#: (NaN), since under DDP a rank whose keys differ pairs its all-gathers wrongly and hangs.
+CE_STATS = ("loss_ce", "acc")
+OT_STATS = ("loss_ot", "ot_entropy", "ot_cos", "ot_converged", "ot_ce_ratio")
+CTC_STATS = ("loss_ctc", "ctc_infeasible")
+
+
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[b, index[b, l]]`` with out-of-range indices clamped (callers mask them)."""
     if x.size(1) == 0:
@@ -373,13 +380,8 @@ class ESPnetSLMModel(AbsESPnetModel):
             # with the wrong keys of the other ranks and the job hangs. NaN is what
             # ESPnet's recursive_sum averages out across ranks (nanmean), and what its
             # reporter leaves out of the epoch's mean in a single process.
-            keys = ["loss_ce", "acc"]
-            if self.lambda_ot > 0 or self.ot_stats:
-                keys += ["loss_ot", "ot_entropy", "ot_cos", "ot_converged", "ot_ce_ratio"]
-            if self.ctc_weight > 0:
-                keys += ["loss_ctc", "ctc_infeasible"]
             nan = torch.full((), float("nan"), device=loss.device)
-            stats.update({k: nan for k in keys}, loss=loss.detach())
+            stats.update({k: nan for k in self.loss_stat_keys()}, loss=loss.detach())
             return force_gatherable((loss, stats, torch.tensor(1.0)), loss.device)
         z = z[:, : int(z_lens.max())]
         text = text[:, : int(text_lengths.max())]
@@ -402,20 +404,31 @@ class ESPnetSLMModel(AbsESPnetModel):
             real = target != -100
             acc = ((logits.argmax(-1) == target) & real).sum() / real.sum()
         loss = loss_ce
-        stats.update(loss_ce=loss_ce.detach(), acc=acc)
+        stats.update(zip(CE_STATS, (loss_ce.detach(), acc)))
 
         if self.lambda_ot > 0 or self.ot_stats:
             loss_ot, stats_ot = self.ot_loss(z, z_lens, text, text_lengths)
-            stats.update(stats_ot, ot_ce_ratio=loss_ot.detach() / loss_ce.detach().clamp_min(1e-8))
+            stats.update(stats_ot)
+            stats[OT_STATS[-1]] = loss_ot.detach() / loss_ce.detach().clamp_min(1e-8)  # ot_ce_ratio
             if self.lambda_ot > 0:
                 loss = loss + self.lambda_ot * loss_ot
 
         if self.ctc_weight > 0:
             loss_ctc, infeasible = self.ctc_loss(z, z_lens, text, text_lengths)
             loss = loss + self.ctc_weight * loss_ctc
-            stats.update(loss_ctc=loss_ctc.detach(), ctc_infeasible=infeasible)
+            stats.update(zip(CTC_STATS, (loss_ctc.detach(), infeasible)))
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, torch.tensor(float(n))), loss.device)
+
+    def loss_stat_keys(self) -> Tuple[str, ...]:
+        """The stats the losses of this model write at every step (each loss declares
+        its own: CE_STATS, OT_STATS, CTC_STATS); an empty batch writes the same keys."""
+        keys = CE_STATS
+        if self.lambda_ot > 0 or self.ot_stats:
+            keys += OT_STATS
+        if self.ctc_weight > 0:
+            keys += CTC_STATS
+        return keys
 
     def otreg(self, z, z_lens, text, text_lengths) -> OTRegOutput:
         """OTReg of a batch with the model's OT options, per utterance (the loss and
@@ -435,12 +448,9 @@ class ESPnetSLMModel(AbsESPnetModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.lambda_ot > 0):
             res = self.otreg(z, z_lens, text, text_lengths)
             loss_ot = res.loss.mean()
-        stats = dict(
-            loss_ot=loss_ot.detach(),
-            ot_entropy=res.entropy.mean(),
-            ot_cos=res.cosine.mean(),
-            ot_converged=res.converged.float().mean(),
-        )
+        stats = dict(zip(OT_STATS, (
+            loss_ot.detach(), res.entropy.mean(), res.cosine.mean(),
+            res.converged.float().mean())))
         return loss_ot, stats
 
     def ctc_loss(self, z, z_lens, text, text_lengths):

@@ -398,3 +398,19 @@ def test_bf16_llm_survives_trainer_cast(dirs):
     assert torch.isfinite(loss).all() and torch.isfinite(stats["loss_ot"])
     loss.sum().backward()
     assert model.projector.mlp[0].weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("conf", [dict(lambda_ot=0.0), dict(lambda_ot=0.3),
+                                  dict(lambda_ot=0.3, ctc_weight=0.2)])
+def test_empty_batch_writes_the_declared_stats_of_every_loss(dirs, conf):
+    """The keys a normal step writes are the losses' declared ones (loss_stat_keys) and
+    the batch checks'; an empty step writes exactly the same (DDP would hang else)."""
+    model, pre, _ = build(dirs, phase=2, **conf)
+    uids, batch = make_batch(pre, ITEMS[:1] + [("empty", 16000, "   ", "en_us")])
+    _, stats, _ = model(**batch, utt_id=uids)
+    declared = set(model.loss_stat_keys())
+    assert declared <= set(stats) and set(stats) - declared <= {"loss", *SKIP_REASONS}
+    uids, batch = make_batch(pre, [("empty", 16000, "   ", "en_us")])
+    _, empty, _ = model(**batch, utt_id=uids)
+    assert set(empty) == set(stats)
+    assert all(torch.isnan(empty[k]) for k in declared)
