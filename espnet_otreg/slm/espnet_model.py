@@ -41,6 +41,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_otreg.ot import lengths_to_mask
+from espnet_otreg.slm.frozen import FrozenPretrainedPolicy
 from espnet_otreg.slm.hf import context_length
 from espnet_otreg.slm.otreg import OTRegOutput, otreg_loss
 
@@ -68,7 +69,7 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, index.clamp(0, x.size(1) - 1)).clamp_min(0)
 
 
-class ESPnetSLMModel(AbsESPnetModel):
+class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
     """Speech-LLM for ASR with optional OTReg and CTC regularisers.
 
     Args:
@@ -163,8 +164,7 @@ class ESPnetSLMModel(AbsESPnetModel):
             for m in (frontend, normalize, encoder):
                 if m is not None:
                     m.requires_grad_(not self.encoder_frozen(phase, freeze_encoder))
-        self._register_state_dict_hook(ESPnetSLMModel._drop_frozen_pretrained)
-        self.register_load_state_dict_post_hook(ESPnetSLMModel._allow_missing_frozen)
+        self.install_frozen_policy()  # checkpoints and dtype: espnet_otreg.slm.frozen
 
     # ----------------------------------------------------------------- build policy
     # What each phase trains, in one place; SLMTask asks these before it loads the
@@ -181,58 +181,6 @@ class ESPnetSLMModel(AbsESPnetModel):
             logging.info("phase 1 trains the projector only: LoRA is added in phase 2")
             return dict(llm_conf, lora=None)
         return llm_conf
-
-    # ----------------------------------------------------------------- checkpoints
-    def _frozen_pretrained_names(self) -> set:
-        # remove_duplicate=False: tied weights (lm_head = embed_tokens) under every name
-        params = list(self.named_parameters(remove_duplicate=False))
-        trainable = {n for n, p in params if p.requires_grad}
-        names = [n for n, _ in params] + [n for n, _ in self.named_buffers(remove_duplicate=False)]
-        return {n for n in names if n.startswith(self.pretrained_prefixes) and n not in trainable}
-
-    @staticmethod
-    def _drop_frozen_pretrained(module, state_dict, prefix, local_metadata):
-        if module.save_frozen_pretrained:
-            return state_dict
-        for name in module._frozen_pretrained_names():
-            state_dict.pop(prefix + name, None)
-        return state_dict
-
-    @staticmethod
-    def _allow_missing_frozen(module, incompatible_keys):
-        frozen = module._frozen_pretrained_names()
-        missing = incompatible_keys.missing_keys
-        for key in list(missing):
-            parts = key.split(".")
-            if any(".".join(parts[i:]) in frozen for i in range(len(parts))):
-                missing.remove(key)
-
-    def to(self, *args, **kwargs):
-        """Like ``Module.to``, but a dtype leaves the pretrained modules alone.
-
-        ESPnet's trainer calls ``model.to(dtype=train_dtype, device=...)`` (float32 by
-        default) after building the model, which would undo ``dtype: auto`` (bf16) of the
-        frozen LLM and encoder; they move device but keep the dtype they were loaded in.
-        """
-        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if dtype is None:
-            return super().to(*args, **kwargs)
-        if device is not None:
-            super().to(device=device, non_blocking=non_blocking)
-        keep = [self.get_submodule(p.rstrip(".")) for p in self.pretrained_prefixes]
-
-        def convert(t):
-            return t.to(dtype, non_blocking=non_blocking) if t.is_floating_point() else t
-
-        def cast(module):
-            if any(module is k for k in keep):
-                return
-            module._apply(convert, recurse=False)
-            for child in module.children():
-                cast(child)
-
-        cast(self)
-        return self
 
     def train(self, mode: bool = True):
         """Frozen submodules stay in eval mode (no dropout in fixed feature extractors)."""

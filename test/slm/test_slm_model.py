@@ -414,3 +414,16 @@ def test_empty_batch_writes_the_declared_stats_of_every_loss(dirs, conf):
     _, empty, _ = model(**batch, utt_id=uids)
     assert set(empty) == set(stats)
     assert all(torch.isnan(empty[k]) for k in declared)
+
+
+def test_to_target_reads_every_form_of_module_to():
+    """The frozen-weights dtype policy parses Module.to's arguments on public API."""
+    from espnet_otreg.slm.frozen import to_target
+
+    t = torch.zeros(1, dtype=torch.float16)
+    assert to_target(torch.bfloat16) == (None, torch.bfloat16, False)
+    assert to_target("cpu", torch.float32, True) == (torch.device("cpu"), torch.float32, True)
+    assert to_target(dtype=torch.float32, device="cpu") == (torch.device("cpu"), torch.float32, False)
+    assert to_target(t) == (torch.device("cpu"), torch.float16, False)
+    assert to_target(tensor=t, non_blocking=True) == (torch.device("cpu"), torch.float16, True)
+    assert to_target("cpu") == (torch.device("cpu"), None, False)
