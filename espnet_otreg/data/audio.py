@@ -14,7 +14,7 @@ and no process is started per utterance. Any other pipe is run through the shell
 
 :func:`format_data_dir` is ESPnet's ``format_wav_scp.sh`` (stage 3): it reads every
 utterance, checks it, writes ``<dump>/data/format.<k>/<utt>.<flac|wav>`` and a new
-``wav.scp`` plus ``utt2num_samples``, and copies ``text``/``utt2spk``/``spk2utt``.
+``wav.scp`` plus ``utt2num_samples``, and copies ``text``/``utt2spk``/``utt2lang``/``spk2utt``.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def format_data_dir(
             )
     write_kv(dst / "wav.scp", {k: p for k, (p, _) in results.items()})
     write_kv(dst / "utt2num_samples", {k: str(n) for k, (_, n) in results.items()})
-    for name in ("text", "utt2spk"):
+    for name in ("text", "utt2spk", "utt2lang"):  # utt2lang: FLEURS's language per utterance
         if (src / name).is_file():
             m = read_kv(src / name, allow_empty_value=(name == "text"))
             missing = [k for k in results if k not in m]

@@ -4,9 +4,10 @@ Commands (each one ESPnet ``asr.sh`` step, no Kaldi needed)::
 
     speed_perturb --src data/train --dst data/train_sp --factors 0.9 1.0 1.1   # stage 2
     format --src data/train_sp --dst dump/raw/org/train_sp [--audio_format flac]
-           [--fs 16000] [--nj 4] [--skip_bad_audio]                            # stage 3
-    filter --src dump/raw/org/train_sp --dst dump/raw/train_sp
-           [--min_duration 0.1] [--max_duration 20] [--max_text_len N]         # stage 4
+           [--fs 16000] [--nj 4] [--skip_bad_audio true|false]                 # stage 3
+    filter --src dump/raw/org/train_sp --dst dump/raw/train_sp [--min_duration 0.1]
+           [--max_duration 20] [--max_text_len N (0: none)] [--frame_samples 640 (0: no
+           CTC check)]                                                         # stage 4
     validate --dir data/train
     check_keys --scp dump/teacher/train_sp/feats.scp --reference dump/raw/train_sp/text
            --what "teacher features" --rebuild "run stage 6 again"             # stage 11
@@ -22,8 +23,17 @@ utterance, problem) and no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from pathlib import Path
+
+
+def str2bool(value: str) -> bool:
+    """true/false, as ESPnet's and run.sh's options spell them."""
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value == "true"
 
 
 def main(argv=None) -> int:
@@ -42,16 +52,19 @@ def main(argv=None) -> int:
     s.add_argument("--audio_format", default="flac", choices=["flac", "wav"])
     s.add_argument("--fs", type=int, default=None)
     s.add_argument("--nj", type=int, default=1)
-    s.add_argument("--skip_bad_audio", action="store_true")
+    s.add_argument("--skip_bad_audio", type=str2bool, nargs="?", const=True, default=False,
+                   help="true: skip unreadable audio and list it (bad_audio.txt); "
+                        "false (default): stop naming every bad utterance")
 
     s = sub.add_parser("filter")
     s.add_argument("--src", required=True)
     s.add_argument("--dst", required=True)
     s.add_argument("--min_duration", type=float, default=0.1)
     s.add_argument("--max_duration", type=float, default=20.0)
-    s.add_argument("--max_text_len", type=int, default=None)
+    s.add_argument("--max_text_len", type=int, default=0, help="characters (0: no limit)")
     s.add_argument("--frame_samples", type=int, default=640,
                    help="samples per encoder frame for the CTC check (0: no check)")
+    s.add_argument("--fs", type=int, default=None, help="sampling rate of the audio")
 
     s = sub.add_parser("validate")
     s.add_argument("--dir", required=True)
@@ -93,6 +106,7 @@ def main(argv=None) -> int:
 
 
 def _run(a) -> int:
+    from espnet_otreg.data.datadir import DataDirError
     if a.cmd == "speed_perturb":
         from espnet_otreg.data.audio import speed_perturb_train_set
 
@@ -107,11 +121,15 @@ def _run(a) -> int:
     elif a.cmd == "filter":
         from espnet_otreg.data.filtering import filter_data_dir
 
-        c = filter_data_dir(a.src, a.dst, a.min_duration, a.max_duration, a.max_text_len,
-                            a.frame_samples or None)
+        c = filter_data_dir(a.src, a.dst, a.min_duration, a.max_duration,
+                            a.max_text_len or None, a.frame_samples or None, fs=a.fs)
+        Path(a.dst, "filter_counts.json").write_text(json.dumps(c, indent=1) + "\n")
         removed = {k: v for k, v in c.items() if k != "kept" and v}
         print(f"filter: {a.src} -> {a.dst}: kept {c['kept']}, removed "
               f"{sum(removed.values())} {removed or ''} (listed in {a.dst}/removed)")
+        if c["kept"] == 0:
+            raise DataDirError(f"every utterance of {a.src} was filtered out "
+                               f"(counts in {a.dst}/filter_counts.json)")
     elif a.cmd == "validate":
         from espnet_otreg.data.datadir import validate_data_dir
 

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 PathLike = Union[str, os.PathLike]
 
 #: Files keyed by utterance id that we copy, subset and combine along with a data dir.
-UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2num_samples", "utt2dur", "segments")
+UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2lang", "utt2num_samples", "utt2dur", "segments")
 
 
 class DataDirError(ValueError):

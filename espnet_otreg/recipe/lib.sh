@@ -13,6 +13,7 @@
 #   run_jobs ...               split, run N jobs, wait, report a failing job's log, merge
 #   run_training ... LOG -- CMD  launch training with a live progress view, wait, report
 #   run_sweep ... -- ARGS      a model_conf grid x seeds through espnet_otreg.bin.sweep
+#   format_sets, filter_sets   stages 3 and 4 (asr.sh's), the same in every recipe
 #   aggregate_stats, upload_model_zoo   the stats merge of stage 10, stage 16's upload
 #
 # Every function takes what it needs as arguments and reads no variable of the
@@ -213,6 +214,69 @@ run_jobs() {
             >/dev/null || die "${name_}: cannot merge ${merge_pat[$i]} into ${merge_dst[$i]}"
     done
     log "${name_}: ${nj_} jobs done"
+}
+
+# format_sets --datadir D --dumpdir R --fs F --audio_format A --nj N --skip_bad_audio B
+#             --train_sets "S ..." --test_sets "T ..."
+#   Stage 3 (asr.sh's): every set of D read, checked, resampled and written under R:
+#   training and validation sets to R/org/<set> (stage 4 filters them), test sets to
+#   R/<set> (never filtered: a dropped test utterance would flatter the error rate).
+format_sets() {
+    local datadir_= dumpdir_= fs_=16000 format_=flac nj_=1 skip_=false train_= test_= dset
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --datadir) datadir_=$2; shift 2 ;;
+            --dumpdir) dumpdir_=$2; shift 2 ;;
+            --fs) fs_=$2; shift 2 ;;
+            --audio_format) format_=$2; shift 2 ;;
+            --nj) nj_=$2; shift 2 ;;
+            --skip_bad_audio) skip_=$2; shift 2 ;;
+            --train_sets) train_=$2; shift 2 ;;
+            --test_sets) test_=$2; shift 2 ;;
+            *) die "format_sets: unknown option $1" ;;
+        esac
+    done
+    is_true "${skip_}"
+    for dset in ${train_}; do _format_set "${datadir_}/${dset}" "${dumpdir_}/org/${dset}"; done
+    for dset in ${test_}; do
+        case " ${train_} " in *" ${dset} "*) continue ;; esac
+        _format_set "${datadir_}/${dset}" "${dumpdir_}/${dset}"
+    done
+}
+
+_format_set() {  # uses format_sets' options
+    log "Stage 3: format audio (${format_}, ${fs_} Hz): $1 -> $2"
+    "${PYTHON}" -m espnet_otreg.data.cli format --src "$1" --dst "$2" \
+        --audio_format "${format_}" --fs "${fs_}" --nj "${nj_}" --skip_bad_audio "${skip_}" >&2 \
+        || die "formatting $1 failed (see above)"
+}
+
+# filter_sets --dumpdir R --sets "S ..." --min_wav_duration A --max_wav_duration B
+#             --max_text_len N --frame_samples F --fs FS
+#   Stage 4: R/org/<set> -> R/<set> without the utterances outside A..B seconds, with an
+#   empty or (N > 0) longer transcript, or (F > 0) too short for CTC at F samples per
+#   encoder frame; each removed one listed in R/<set>/removed, counts in filter_counts.json.
+filter_sets() {
+    local dumpdir_= sets_= min_=0.1 max_=20 len_=0 frames_=0 fs_=16000 dset
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --dumpdir) dumpdir_=$2; shift 2 ;;
+            --sets) sets_=$2; shift 2 ;;
+            --min_wav_duration) min_=$2; shift 2 ;;
+            --max_wav_duration) max_=$2; shift 2 ;;
+            --max_text_len) len_=$2; shift 2 ;;
+            --frame_samples) frames_=$2; shift 2 ;;
+            --fs) fs_=$2; shift 2 ;;
+            *) die "filter_sets: unknown option $1" ;;
+        esac
+    done
+    for dset in ${sets_}; do
+        log "Stage 4: filter ${dumpdir_}/org/${dset} -> ${dumpdir_}/${dset} (${min_}-${max_} s)"
+        "${PYTHON}" -m espnet_otreg.data.cli filter --src "${dumpdir_}/org/${dset}" \
+            --dst "${dumpdir_}/${dset}" --min_duration "${min_}" --max_duration "${max_}" \
+            --max_text_len "${len_:-0}" --frame_samples "${frames_}" --fs "${fs_}" >&2 \
+            || die "filtering ${dset} failed (see above)"
+    done
 }
 
 # aggregate_stats LOGDIR NJ OUT_DIR

@@ -164,8 +164,8 @@ def test_format_stage_names_unreadable_audio(tmp_path):
     subprocess.run([sys.executable, str(RECIPE / "local/data_prep.py"), "--langs", "en_us",
                     "--fleurs_dir", str(src), "--data_dir", str(tmp_path / "data")], check=True,
                    capture_output=True, env=env)
-    fmt = [sys.executable, str(RECIPE / "local/format_data.py"), "--step", "format", "--nj", "1",
-           "--src", str(tmp_path / "data/test")]
+    fmt = [sys.executable, "-m", "espnet_otreg.data.cli", "format", "--nj", "1",
+           "--src", str(tmp_path / "data/test")]  # stage 3 (lib.sh format_sets)
     r = subprocess.run(fmt + ["--dst", str(tmp_path / "ok")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "ok/utt2lang").read_text().splitlines()) == 3

@@ -49,7 +49,7 @@ audio_format=flac
 fs=16000
 min_wav_duration=0.1
 max_wav_duration=20
-max_text_len=             # characters; empty: no limit
+max_text_len=0            # characters; 0: no limit
 skip_bad_audio=false      # stage 3: false = stop on unreadable audio, true = skip and list
 
 asr_config=conf/train_asr_gmot.yaml
@@ -127,23 +127,15 @@ if stage_on 2; then
 fi
 
 if stage_on 3; then
-  log "Stage 3: format audio (${audio_format}, ${fs} Hz) -> ${dumpdir}/raw"
-  for dset in $(echo "${train_sp}" "${valid_set}" ${test_sets} | tr ' ' '\n' | awk '!seen[$0]++'); do
-    # As in asr.sh: training and validation data go to org/ and are filtered in stage 4.
-    if [ "${dset}" = "${train_sp}" ] || [ "${dset}" = "${valid_set}" ]; then _suf=org/; else _suf=; fi
-    "${PYTHON}" -m espnet_otreg.data.cli format --src "${datadir}/${dset}" \
-      --dst "${dumpdir}/raw/${_suf}${dset}" --audio_format "${audio_format}" --fs "${fs}" \
-      --nj "${nj}" $(is_true "${skip_bad_audio}" && echo --skip_bad_audio)
-  done
+  format_sets --datadir "${datadir}" --dumpdir "${dumpdir}/raw" --fs "${fs}" \
+    --audio_format "${audio_format}" --nj "${nj}" --skip_bad_audio "${skip_bad_audio}" \
+    --train_sets "${train_sp} ${valid_set}" --test_sets "${test_sets}"
 fi
 
 if stage_on 4; then
-  log "Stage 4: filter (${min_wav_duration}-${max_wav_duration} s, text, CTC length)"
-  for dset in "${train_sp}" "${valid_set}"; do
-    "${PYTHON}" -m espnet_otreg.data.cli filter --src "${dumpdir}/raw/org/${dset}" \
-      --dst "${dumpdir}/raw/${dset}" --min_duration "${min_wav_duration}" \
-      --max_duration "${max_wav_duration}" ${max_text_len:+--max_text_len "${max_text_len}"}
-  done
+  filter_sets --dumpdir "${dumpdir}/raw" --sets "${train_sp} ${valid_set}" --fs "${fs}" \
+    --min_wav_duration "${min_wav_duration}" --max_wav_duration "${max_wav_duration}" \
+    --max_text_len "${max_text_len}" --frame_samples 640  # CTC check: 4x subsampling, 10 ms hop
 fi
 
 if stage_on 5; then

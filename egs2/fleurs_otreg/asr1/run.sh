@@ -151,26 +151,16 @@ if stage_on 2; then
 fi
 
 if stage_on 3; then
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        log "Stage 3: format audio: ${datadir}/${dset} -> ${data_feats}/org/${dset}"
-        "${PYTHON}" local/format_data.py --step format --src "${datadir}/${dset}" \
-            --dst "${data_feats}/org/${dset}" --fs "${fs}" --audio_format "${audio_format}" \
-            --nj "${nj}" --skip_bad_audio "${skip_bad_audio}"
-    done
+    format_sets --datadir "${datadir}" --dumpdir "${data_feats}" --fs "${fs}" \
+        --audio_format "${audio_format}" --nj "${nj}" --skip_bad_audio "${skip_bad_audio}" \
+        --train_sets "${train_set} ${valid_set}" --test_sets "${test_sets}"
 fi
 
 if stage_on 4; then
-    for dset in ${train_set} ${valid_set}; do
-        log "Stage 4: filter ${data_feats}/org/${dset} -> ${data_feats}/${dset}"
-        "${PYTHON}" local/format_data.py --step filter --src "${data_feats}/org/${dset}" \
-            --dst "${data_feats}/${dset}" --fs "${fs}" --min_wav_duration "${min_wav_duration}" \
-            --max_wav_duration "${max_wav_duration}" --max_text_len "${max_text_len}"
-    done
-    for dset in ${test_sets}; do
-        log "Stage 4: ${dset} is a test set: copied unfiltered"
-        rm -rf "${data_feats:?}/${dset}"
-        cp -r "${data_feats}/org/${dset}" "${data_feats}/${dset}"
-    done
+    # No CTC length check (--frame_samples 0): the speech-LLM decodes autoregressively.
+    filter_sets --dumpdir "${data_feats}" --sets "${train_set} ${valid_set}" --fs "${fs}" \
+        --min_wav_duration "${min_wav_duration}" --max_wav_duration "${max_wav_duration}" \
+        --max_text_len "${max_text_len}" --frame_samples 0
 fi
 
 if stage_on 5; then
