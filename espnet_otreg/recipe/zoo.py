@@ -186,6 +186,30 @@ def download_and_unpack(name: str, cachedir: Optional[Path] = None) -> Dict[str,
     return ModelDownloader(cachedir).download_and_unpack(name)
 
 
+def map_config_strings(conf, fn):
+    """``conf`` (nested dicts and lists from a YAML config) with every string value
+    replaced by ``fn(value)``."""
+    if isinstance(conf, dict):
+        return {k: map_config_strings(v, fn) for k, v in conf.items()}
+    if isinstance(conf, list):
+        return [map_config_strings(v, fn) for v in conf]
+    return fn(conf) if isinstance(conf, str) else conf
+
+
+def config_dirs(conf, base: Path) -> List[Path]:
+    """The directories under ``base`` that string values of ``conf`` name by a relative
+    path (a local model dir in a config: packed with the model, resolved on unpacking)."""
+    found: List[Path] = []
+
+    def visit(v: str) -> str:
+        if v and not os.path.isabs(v) and "/" in v and (base / v).is_dir():
+            found.append(base / v)
+        return v
+
+    map_config_strings(conf, visit)
+    return sorted(set(found))
+
+
 def _resolve_dirs(config: Path) -> None:
     """Rewrite relative paths in ``config`` that name a *directory* of the unpacked model
     (a local LLM/Whisper dir packed with it) to absolute ones. The zoo rewrites paths of
@@ -196,17 +220,10 @@ def _resolve_dirs(config: Path) -> None:
     while not (root / "meta.yaml").is_file() and root != root.parent:
         root = root.parent
 
-    def fix(v):
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        if isinstance(v, str) and v and not os.path.isabs(v) and "/" in v and (root / v).is_dir():
-            return str(root / v)
-        return v
-
     d = yaml.safe_load(config.read_text(encoding="utf-8"))
-    config.write_text(yaml.safe_dump(fix(d), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    dirs = {str(p) for p in config_dirs(d, root)}
+    fixed = map_config_strings(d, lambda v: str(root / v) if str(root / v) in dirs else v)
+    config.write_text(yaml.safe_dump(fixed, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 def slm_from_pretrained(name: str, device: str = "cpu", cachedir: Optional[Path] = None):

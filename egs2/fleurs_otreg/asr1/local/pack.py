@@ -20,18 +20,6 @@ from pathlib import Path
 import yaml
 
 
-def local_dirs(obj, base: Path):
-    """Existing directories named by string values anywhere in the config."""
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from local_dirs(v, base)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from local_dirs(v, base)
-    elif isinstance(obj, str) and "/" in obj and (base / obj).is_dir():
-        yield base / obj
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp_dir", type=Path, required=True)
@@ -46,7 +34,7 @@ def main(argv=None):
     for f in (config, model):
         if not f.exists():
             raise SystemExit(f"pack.py: error: {f} does not exist (train first: stage 11)")
-    from espnet_otreg.recipe.zoo import export_peft_adapter
+    from espnet_otreg.recipe.zoo import config_dirs, export_peft_adapter
 
     peft_dir = export_peft_adapter(config, model, a.exp_dir / "peft_adapter")
     if peft_dir is not None:
@@ -56,7 +44,7 @@ def main(argv=None):
         option += sorted(f for f in peft_dir.rglob("*") if f.is_file())
     option += sorted(a.exp_dir.glob("decode_*/*/score/*"))
     option += sorted(a.exp_dir.glob("modality_gap/*/*"))
-    for d in sorted(set(local_dirs(yaml.safe_load(config.read_text()), Path.cwd()))):
+    for d in config_dirs(yaml.safe_load(config.read_text()), Path.cwd()):
         option += sorted(f for f in d.rglob("*") if f.is_file())
     pack(files={"slm_model_file": model}, yaml_files={"slm_train_config": config},
          outpath=a.out, option=option)
