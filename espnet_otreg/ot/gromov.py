@@ -327,25 +327,25 @@ def fused_gromov_wasserstein(
         qp.w_x = BandedGraph(band_mask(mx, ws_x), ws_x)
         qp.w_y = BandedGraph(band_mask(my, ws_y), ws_y)
     # (Cy^2 b)_j over the longer side, shared by the fixed kernel and the value.
-    qy_in = qp.c_y2.matvec(problem.b) if qp.tau == (None, None) and qp.w_x is None else None
-    C_in = problem.cost.detach() if grad == "detach" else problem.cost
+    cy2_b = qp.c_y2.matvec(problem.b) if qp.tau == (None, None) and qp.w_x is None else None
+    cost_of_value = problem.cost.detach() if grad == "detach" else problem.cost  # <C, P>
 
     track = grad == "autodiff"
     with solve_mode(track):
-        if not track:
-            qp_s = qp.map(torch.Tensor.detach)
-            qp_s.linear = Problem(**{**problem.__dict__, "cost": problem.cost.detach()})
+        if not track:  # the problem the iterations solve: detached unless autodiff
+            qp_solved = qp.map(torch.Tensor.detach)
+            qp_solved.linear = Problem(**{**problem.__dict__, "cost": problem.cost.detach()})
         else:
-            qp_s = qp
+            qp_solved = qp
         if qp.fixed_marginals:
             # Balanced: the marginals stay a, b, so G = (1 - alpha) C + 2 alpha (Cx^2 a)_i
             # + 2 alpha (Cy^2 b)_j - 4 alpha Cx P Cy: the first three in a fixed kernel.
-            qy = qy_in if track else qy_in.detach()
-            base = Kernel.from_cost(qp_s.linear, epsilon, phi, qp_s.linear.cost, 1.0 - alpha,
-                                    row=2.0 * alpha * qp_s.c_x2.matvec(problem.a),
+            qy = cy2_b if track else cy2_b.detach()
+            base = Kernel.from_cost(qp_solved.linear, epsilon, phi, qp_solved.linear.cost, 1.0 - alpha,
+                                    row=2.0 * alpha * qp_solved.c_x2.matvec(problem.a),
                                     col=2.0 * alpha * qy)
         else:
-            base = Kernel(qp_s.linear, None, phi, Masks.build(problem))
+            base = Kernel(qp_solved.linear, None, phi, Masks.build(problem))
         plan = None if init_plan is None else init_plan.detach().to(dt) * base.masks.support
         cold = _problem.init_potentials(problem, None, epsilon)
         u, v = cold
@@ -353,7 +353,7 @@ def fused_gromov_wasserstein(
         n_iter = torch.zeros(B, dtype=torch.long, device=problem.cost.device)
         error = torch.full((B,), float("inf"), dtype=dt, device=problem.cost.device)
         for it in range(1, max_iter + 1):
-            k = linearize(qp_s, plan, epsilon, base)
+            k = linearize(qp_solved, plan, epsilon, base)
             warm = warm_start and it > 1
             if not warm:
                 u, v = cold
@@ -377,8 +377,8 @@ def fused_gromov_wasserstein(
             t.clone() for t in (plan, u, v, reg, n_iter, converged, error, inner_conv)
         )
 
-    value_linear = (plan * C_in).sum((1, 2))
-    value_quad = value_quadratic(qp, plan, qy_in)
+    value_linear = (plan * cost_of_value).sum((1, 2))
+    value_quad = value_quadratic(qp, plan, cy2_b)
     # The last inner problem's entropic terms, with the linearised cost's K; they do
     # not depend on the inputs in envelope mode.
     value = (1.0 - alpha) * value_linear + alpha * value_quad + (reg if track else reg.detach())

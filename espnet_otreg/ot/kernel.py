@@ -217,7 +217,7 @@ class Scaled:
         self.b, self.w_v = _relaxed_side(kernel.phi_b, p.b_solve, v, m.real_b, m.ones_b,
                                          m.pad[:, N:])
 
-    def ones(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def unit_scalings(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Scalings of ``(u0, v0)`` itself: 1 on real positions, 0 on padding."""
         return self.kernel.masks.ones_a, self.kernel.masks.ones_b
 

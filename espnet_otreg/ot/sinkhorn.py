@@ -195,7 +195,7 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_e
                 progress.record(it, log_error)
                 return progress.result(u, v, k.plan(u, v))
         E = k.absorb(u, v)
-        s_u, s_v = E.ones()
+        s_u, s_v = E.unit_scalings()
         rows = E.rows(s_v)
         while True:
             steps = min(check_every - (it % check_every), max_iter - it)

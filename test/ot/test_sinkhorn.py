@@ -228,7 +228,7 @@ def test_scaling_segment_undoes_a_pair_whose_scalings_leave_float_range():
     u[1, 0] = -1e4  # row 0 of pair 1 underflows: E row = 0, its scaling = inf
     for phi in (None, 0.9):
         E = Kernel.from_cost(problem, 1.0, phi).absorb(u, v)
-        s_u, s_v = E.ones()
+        s_u, s_v = E.unit_scalings()
         rows = E.rows(s_v)
         for _ in range(3):
             s_prev = s_u
