@@ -236,7 +236,7 @@ format_sets() {
             *) die "format_sets: unknown option $1" ;;
         esac
     done
-    is_true "${skip_}"
+    is_true "${skip_}" || :  # a value other than true/false stops here
     for dset in ${train_}; do _format_set "${datadir_}/${dset}" "${dumpdir_}/org/${dset}"; done
     for dset in ${test_}; do
         case " ${train_} " in *" ${dset} "*) continue ;; esac
