@@ -167,7 +167,9 @@ class GMOTConfig:
         if unknown:
             raise ValueError(f"unknown GM-OT option(s) {unknown}; known: {sorted(cls.option_names())}")
         o = dict(options)
-        ws, ws_f, ws_t = o.pop("ws", 5), o.pop("ws_frames", None), o.pop("ws_tokens", None)
+        default_ws = cls.__dataclass_fields__["ws"].default  # one default, the field's
+        ws = o.pop("ws", None if default_ws is None else default_ws[0])
+        ws_f, ws_t = o.pop("ws_frames", None), o.pop("ws_tokens", None)
         if ws is None and (ws_f is not None or ws_t is not None):
             raise ValueError("ws_frames / ws_tokens refine a window: set ws too")
         o["ws"] = None if ws is None else (ws if ws_f is None else ws_f, ws if ws_t is None else ws_t)
