@@ -14,12 +14,13 @@ Training step for a batch (no Python loop over utterances):
 
 ``loss = CE + lambda_ot * L_OT + ctc_weight * L_CTC``.
 
-Phases (a two-stage schedule, our reading of arXiv 2508.08131; "phase" because
-"stage" means recipe stages):
+Phases (:class:`espnet_otreg.slm.phase.PhasePlan`, which ``SLMTask`` reads too):
+``phase: 1`` is CE only and trains the projector only; ``phase: 2`` adds OTReg / CTC,
+LoRA if configured and the encoder if ``freeze_encoder: false``, initialised from phase
+1 with ``--init_param``.
 
-- ``phase: 1``: CE only, only the projector is trained (LLM, LoRA, encoder frozen).
-- ``phase: 2``: adds OTReg / CTC, LoRA if configured, the encoder if
-  ``freeze_encoder: false``; initialise from phase 1 with ``--init_param``.
+Sequence assembly and the length checks are pure functions over lengths
+(:mod:`espnet_otreg.slm.sequence`); decoding is :mod:`espnet_otreg.slm.decode`.
 
 Checkpoints: frozen pretrained weights (the LLM, an HF speech encoder) are left out of
 ``state_dict()`` (they come back from their name/path when the model is built) unless
@@ -41,18 +42,15 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_otreg.ot import lengths_to_mask
+from espnet_otreg.slm import decode
 from espnet_otreg.slm.frozen import FrozenPretrainedPolicy
 from espnet_otreg.slm.hf import context_length
 from espnet_otreg.slm.otreg import OTRegOutput, otreg_loss
-
-
-#: Why an utterance is left out of a training step, a decode or a measurement; the
-#: keys are the stats that count them.
-SKIP_REASONS = {
-    "skip_empty": "empty transcript",
-    "skip_short": "audio shorter than one projector step",
-    "skip_long": "longer than the LLM context",
-}
+from espnet_otreg.slm.phase import PhasePlan
+from espnet_otreg.slm.sequence import (
+    SKIP_REASONS, length_check, plan_layout, speech_rows, token_ids,
+)
+from espnet_otreg.slm.stats_model import frontend_feats
 
 
 #: The stats each loss writes, declared once: the empty-batch step writes the same keys
@@ -60,13 +58,6 @@ SKIP_REASONS = {
 CE_STATS = ("loss_ce", "acc")
 OT_STATS = ("loss_ot", "ot_entropy", "ot_cos", "ot_converged", "ot_ce_ratio")
 CTC_STATS = ("loss_ctc", "ctc_infeasible")
-
-
-def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, index[b, l]]`` with out-of-range indices clamped (callers mask them)."""
-    if x.size(1) == 0:
-        return torch.zeros_like(index)
-    return torch.gather(x, 1, index.clamp(0, x.size(1) - 1)).clamp_min(0)
 
 
 class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
@@ -127,8 +118,7 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         max_new_tokens: int = 256,
     ):
         super().__init__()
-        if phase not in (1, 2):
-            raise ValueError(f"phase must be 1 or 2, got {phase}")
+        self.plan = PhasePlan(phase, freeze_encoder)
         if lambda_ot < 0 or ctc_weight < 0:
             raise ValueError(
                 f"lambda_ot and ctc_weight must be >= 0, got {lambda_ot}, {ctc_weight}"
@@ -137,9 +127,8 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         self.encoder, self.projector, self.llm = encoder, projector, llm
         self.eos_token_id, self.pad_token_id = int(eos_token_id), int(pad_token_id)
         self.phase = phase
-        # Phase 1 is CE only whatever the configured weights (the paper's stage 1).
-        self.lambda_ot = lambda_ot if phase == 2 else 0.0
-        self.ctc_weight = ctc_weight if phase == 2 else 0.0
+        self.lambda_ot = self.plan.loss_weight(lambda_ot)
+        self.ctc_weight = self.plan.loss_weight(ctc_weight)
         self.ot_conf = dict(
             cost=ot_cost, epsilon=ot_epsilon, tau=ot_tau, grad=ot_grad,
             max_iter=ot_max_iter, tol=ot_tol, early_stop=ot_early_stop,
@@ -157,30 +146,14 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         self.pretrained_prefixes = tuple(pretrained_prefixes)
         self.save_frozen_pretrained = save_frozen_pretrained
 
-        if phase == 1:
+        if self.plan.projector_only:
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("projector."))
         else:
             for m in (frontend, normalize, encoder):
                 if m is not None:
-                    m.requires_grad_(not self.encoder_frozen(phase, freeze_encoder))
+                    m.requires_grad_(not self.plan.encoder_frozen)
         self.install_frozen_policy()  # checkpoints and dtype: espnet_otreg.slm.frozen
-
-    # ----------------------------------------------------------------- build policy
-    # What each phase trains, in one place; SLMTask asks these before it loads the
-    # pretrained parts (an HF encoder's frozen flag sets its load dtype).
-    @staticmethod
-    def encoder_frozen(phase: int, freeze_encoder: bool) -> bool:
-        """Phase 1 trains the projector only; phase 2 the encoder too unless frozen."""
-        return phase == 1 or bool(freeze_encoder)
-
-    @staticmethod
-    def llm_conf_for_phase(llm_conf: Dict, phase: int) -> Dict:
-        """``load_llm`` keywords for ``phase``: LoRA adapters come in phase 2 only."""
-        if phase == 1 and llm_conf.get("lora"):
-            logging.info("phase 1 trains the projector only: LoRA is added in phase 2")
-            return dict(llm_conf, lora=None)
-        return llm_conf
 
     def train(self, mode: bool = True):
         """Frozen submodules stay in eval mode (no dropout in fixed feature extractors)."""
@@ -193,11 +166,7 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
 
     # ----------------------------------------------------------------- speech side
     def collect_feats(self, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
-        if self.frontend is not None:
-            feats, feats_lengths = self.frontend(speech, speech_lengths)
-        else:
-            feats, feats_lengths = speech, speech_lengths
-        return {"feats": feats, "feats_lengths": feats_lengths}
+        return frontend_feats(self.frontend, speech, speech_lengths)
 
     def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
         """Speech ``(B, T[, D])`` -> projector outputs ``(B, N, D_llm)`` float32, lengths."""
@@ -227,35 +196,20 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         text: Optional[torch.Tensor] = None,
         text_lengths: Optional[torch.Tensor] = None,
     ):
-        """Left-padded LLM inputs ``[pre][z][post]([text][eos])``.
+        """Left-padded LLM inputs ``[pre][z][post]([text][eos])``
+        (:mod:`espnet_otreg.slm.sequence`).
 
         Returns inputs_embeds ``(B, L, D)``, attention_mask ``(B, L)``, position_ids
         ``(B, L)`` (0 on padding, as ``generate`` makes them) and labels ``(B, L)``
         (token ids on transcript and eos, -100 elsewhere; None without text).
         """
-        n_text = text_lengths + 1 if text is not None else torch.zeros_like(z_lens)
-        ends = torch.stack([prompt_pre_lengths, z_lens, prompt_post_lengths, n_text], 1).cumsum(1)
-        e0, e1, e2, e3 = ends.unbind(1)
-        L = int(e3.max())
-        p = torch.arange(L, device=z.device)[None, :] - (L - e3)[:, None]
-        in_pre = (p >= 0) & (p < e0[:, None])
-        in_z = (p >= e0[:, None]) & (p < e1[:, None])
-        in_post = (p >= e1[:, None]) & (p < e2[:, None])
-        ids = torch.full_like(p, self.pad_token_id)
-        ids = torch.where(in_pre, _take(prompt_pre, p), ids)
-        ids = torch.where(in_post, _take(prompt_post, p - e1[:, None]), ids)
-        labels = None
-        if text is not None:
-            in_text = (p >= e2[:, None]) & (p < e3[:, None] - 1)
-            is_eos = p == e3[:, None] - 1
-            ids = torch.where(in_text, _take(text, p - e2[:, None]), ids)
-            ids = torch.where(is_eos, torch.full_like(ids, self.eos_token_id), ids)
-            labels = torch.where(in_text | is_eos, ids, torch.full_like(ids, -100))
+        layout = plan_layout(prompt_pre_lengths, z_lens, prompt_post_lengths, text_lengths)
+        ids, labels = token_ids(layout, prompt_pre, prompt_post, self.pad_token_id,
+                                self.eos_token_id, text)
         embeds = self.llm.get_input_embeddings()(ids)
-        zi = (p - e0[:, None]).clamp(0, max(z.size(1) - 1, 0))
-        zg = torch.gather(z, 1, zi[:, :, None].expand(-1, -1, z.size(2)))
-        embeds = torch.where(in_z[:, :, None], zg.to(embeds.dtype), embeds)
-        return embeds, (p >= 0).long(), p.clamp_min(0), labels
+        speech = speech_rows(layout, z).to(embeds.dtype)
+        embeds = torch.where(layout.in_speech[:, :, None], speech, embeds)
+        return embeds, layout.real.long(), layout.position.clamp_min(0), labels
 
     def check_batch(
         self, z_lens, text_lengths, pre_lens, post_lens, utt_id=None, extra_tokens: int = 0
@@ -267,19 +221,9 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         token). Returns a bool ``(B,)`` valid mask, the count per reason (the stats) and
         per utterance None or the reason it is skipped; each skip is logged with its id.
         """
-        empty = torch.zeros_like(z_lens, dtype=torch.bool)
-        total = pre_lens + z_lens + post_lens + extra_tokens
-        if text_lengths is not None:
-            empty = text_lengths == 0
-            total = total + text_lengths + 1
-        short = z_lens == 0
-        long = total > self.max_context
-        masks = {
-            "skip_empty": empty,
-            "skip_short": short & ~empty,
-            "skip_long": long & ~short & ~empty,
-        }
-        valid = ~(empty | short | long)
+        valid, masks, total = length_check(
+            pre_lens, z_lens, post_lens, text_lengths, self.max_context, extra_tokens
+        )
         reasons: List[Optional[str]] = [None] * z_lens.size(0)
         if not bool(valid.all()):
             for key, bad in masks.items():
@@ -413,86 +357,6 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         return loss.sum() / z.size(0), infeasible
 
     # ----------------------------------------------------------------- decoding
-    @torch.no_grad()
-    def generate(
-        self,
-        speech: torch.Tensor,
-        speech_lengths: torch.Tensor,
-        prompt_pre: torch.Tensor,
-        prompt_pre_lengths: torch.Tensor,
-        prompt_post: torch.Tensor,
-        prompt_post_lengths: torch.Tensor,
-        beam_size: int = 1,
-        max_new_tokens: Optional[int] = None,
-        length_penalty: float = 1.0,
-        repetition_penalty: float = 1.0,
-        utt_id: Optional[List[str]] = None,
-        **kwargs,
-    ) -> Tuple[List[List[int]], List[Optional[str]]]:
-        """Greedy (``beam_size=1``) or beam decoding of a batch through ``llm.generate``.
-
-        Returns per utterance the hypothesis token ids (without eos) and None, or an
-        empty list and the reason it was skipped. Every search option is set here, so
-        the LLM's own generation_config (e.g. sampling or a repetition penalty of a chat
-        model) does not leak in.
-        """
-        from transformers import GenerationConfig
-
-        z, z_lens = self.encode(speech, speech_lengths)
-        valid, _, reasons = self.check_batch(
-            z_lens, None, prompt_pre_lengths, prompt_post_lengths, utt_id, extra_tokens=1
-        )
-        hyps: List[List[int]] = [[] for _ in range(z.size(0))]
-        keep = valid.nonzero().flatten()
-        if keep.numel() == 0:
-            return hyps, reasons
-        z, z_lens = z[keep], z_lens[keep]
-        z = z[:, : int(z_lens.max())]
-        embeds, attn, _, _ = self.assemble(
-            prompt_pre[keep], prompt_pre_lengths[keep], z, z_lens,
-            prompt_post[keep], prompt_post_lengths[keep],
-        )
-        budget = self.max_context - embeds.size(1)
-        new = min(max_new_tokens or self.max_new_tokens, budget)
-        config = GenerationConfig(
-            max_new_tokens=max(new, 1), num_beams=beam_size, do_sample=False,
-            length_penalty=length_penalty, repetition_penalty=repetition_penalty,
-            no_repeat_ngram_size=0, temperature=1.0, top_k=None, top_p=1.0,
-            eos_token_id=self.eos_token_id,
-            pad_token_id=self.pad_token_id, bos_token_id=None,
-        )
-        out = self.llm.generate(
-            inputs_embeds=embeds, attention_mask=attn, generation_config=config
-        )
-        seqs = out.sequences if hasattr(out, "sequences") else out
-        for row, i in zip(seqs.tolist(), keep.tolist()):
-            ids = []
-            for t in row:
-                if t == self.eos_token_id:
-                    break
-                ids.append(t)
-            hyps[i] = ids
-        return hyps, reasons
-
-
-class SLMStatsModel(AbsESPnetModel):
-    """What ``--collect_stats`` needs: the frontend's features, nothing else.
-
-    ESPnet's collect-stats stage builds the model only to call ``collect_feats`` (shape
-    files and feature statistics for ``normalize: global_mvn``). Loading a multi-GB
-    LLM and Whisper encoder on every CPU job for that would be waste, so ``SLMTask``
-    builds this instead when ``--collect_stats true``.
-    """
-
-    def __init__(self, frontend: Optional[torch.nn.Module] = None):
-        super().__init__()
-        self.frontend = frontend
-        # ESPnet builds the optimizer (and a model summary that divides by the number
-        # of parameters) before it branches to collect stats: one unused scalar.
-        self.placeholder = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, *args, **kwargs):
-        raise RuntimeError("SLMStatsModel only collects statistics (--collect_stats true)")
-
-    def collect_feats(self, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
-        return ESPnetSLMModel.collect_feats(self, speech, speech_lengths)
+    def generate(self, *args, **kwargs) -> Tuple[List[List[int]], List[Optional[str]]]:
+        """Greedy or beam decoding of a batch: :func:`espnet_otreg.slm.decode.generate`."""
+        return decode.generate(self, *args, **kwargs)

@@ -38,7 +38,9 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool
 
 from espnet_otreg.slm.encoder import HFWhisperEncoder
-from espnet_otreg.slm.espnet_model import ESPnetSLMModel, SLMStatsModel
+from espnet_otreg.slm.espnet_model import ESPnetSLMModel
+from espnet_otreg.slm.phase import PhasePlan
+from espnet_otreg.slm.stats_model import SLMStatsModel
 from espnet_otreg.slm.llm import load_llm
 from espnet_otreg.slm.projector import FrameStackProjector
 from espnet_otreg.slm.prompt import DEFAULT_TEMPLATE, SLMPreprocessor
@@ -176,10 +178,10 @@ class SLMTask(AbsTask):
             return SLMStatsModel(frontend)
 
         model_conf = dict(_model_defaults(), **(args.model_conf or {}))
-        phase = int(model_conf.get("phase", 2))
-        llm_conf = ESPnetSLMModel.llm_conf_for_phase(
-            dict(DEFAULT_LLM_CONF, **(args.llm_conf or {})), phase
-        )
+        # What this phase trains decides how the pretrained parts are loaded (LoRA or
+        # not, an HF encoder's frozen flag and load dtype); the model reads the same plan.
+        plan = PhasePlan(int(model_conf.get("phase", 2)), model_conf.get("freeze_encoder", True))
+        llm_conf = plan.llm_conf(dict(DEFAULT_LLM_CONF, **(args.llm_conf or {})))
         llm = load_llm(**llm_conf)
         if llm_conf.get("config") is not None:  # a random LM of a given shape: no tokenizer
             eos, pad, source = llm.config.eos_token_id, llm.config.pad_token_id, "config"
@@ -209,9 +211,7 @@ class SLMTask(AbsTask):
         encoder_cls = encoder_choices.get_class(args.encoder)
         extra = {}
         if getattr(encoder_cls, "pretrained_submodule", None):  # takes a freeze flag
-            extra["freeze"] = ESPnetSLMModel.encoder_frozen(
-                phase, model_conf.get("freeze_encoder", True)
-            )
+            extra["freeze"] = plan.encoder_frozen
         encoder = build(encoder_choices, input_size=input_size, **extra)
         llm_dim = llm.get_input_embeddings().weight.shape[1]
         projector = FrameStackProjector(

@@ -121,3 +121,40 @@ def test_teacher_study_table_and_plot(tmp_path):
     assert "| untrained | gmot_teacher_untrained_ep16 | 0 1 | -0.50 -0.20 | -0.35 ± 0.21 |" in md
     assert "| strong | gmot_teacher_strong_ep16 | 0 1 | -1.00 -1.00 | -1.00 ± 0.00 |" in md
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_an_archive_of_the_runs_prints_the_same_tables(tmp_path):
+    """espnet_otreg.recipe.archive keeps the epoch lines and score files only; the
+    summary of the unpacked archive is the summary of the runs."""
+    import tarfile
+
+    from espnet_otreg.recipe.archive import main as archive_main
+
+    mod = _load()
+    exp = tmp_path / "tts" / "exp"
+    for seed, (a, b) in enumerate([(6.0, 5.0), (7.0, 5.5)]):
+        _run(exp, "ctc_ep4", seed, a, [0.9, 0.3, 0.1, 0.08])
+        _run(exp, "gmot_ep4", seed, b, [0.9, 0.2, 0.1, 0.06],
+             logs=("train.before_resume.log", "train.log"))
+    log = exp / "asr_sweep_ctc_ep4_seed0/train.log"
+    log.write_text("INFO: some other line\n" + log.read_text())
+    (exp / "asr_sweep_ctc_ep4_seed0/valid.cer_ctc.best.pth").write_bytes(b"x" * 1000)
+    teacher = tmp_path / "tts" / "teachers" / "base" / "pretrain.json"
+    teacher.parent.mkdir(parents=True)
+    teacher.write_text('{"epochs": 20}')
+    out = tmp_path / "runs.tar.gz"
+    archive_main(["--recipe_dir", str(RECIPE), "--exp", str(exp), "--runs",
+                  "asr_sweep_ctc_ep4_seed*", "asr_sweep_gmot_*", "--extra", str(teacher),
+                  "--out", str(out)])
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert "teachers/base/pretrain.json" in names
+    assert not any(n.endswith(".pth") for n in names)
+    kept = (tmp_path / "unpacked/exp/asr_sweep_ctc_ep4_seed0/train.log").read_text()
+    assert "some other line" not in kept and kept.count("epoch results") == 4
+    args = (["test"], ["ctc_ep4"], 20.0)
+    assert mod.summarize(tmp_path / "unpacked/exp", *args) == mod.summarize(exp, *args)
+    with pytest.raises(FileNotFoundError, match="no run directory .* matches 'asr_typo'"):
+        archive_main(["--recipe_dir", str(RECIPE), "--exp", str(exp), "--runs", "asr_typo",
+                      "--out", str(out)])

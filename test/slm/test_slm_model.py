@@ -8,7 +8,7 @@ import torch
 
 from slm_helpers import build_tiny_dirs, make_batch, task_args, trainable
 
-from espnet_otreg.slm.espnet_model import SKIP_REASONS
+from espnet_otreg.slm.sequence import SKIP_REASONS
 from espnet_otreg.tasks.slm import SLMTask
 
 
@@ -343,7 +343,7 @@ def test_espnet_frontend_and_encoder(dirs):
 
 
 def test_collect_stats_builds_no_llm(dirs):
-    from espnet_otreg.slm.espnet_model import SLMStatsModel
+    from espnet_otreg.slm.stats_model import SLMStatsModel
 
     args = task_args(*dirs, phase=1)
     args.collect_stats = True
