@@ -136,10 +136,51 @@ def pot_pairs(batch, C, Cx, Cy):
     return out
 
 
-# ----------------------------------------------------------------------------- runs
-def run_batch(name, batch, same, device, repeats, with_pot=True, only_new=False) -> Dict[str, dict]:
+def numpy_pairs(pairs):
+    """The same per-pair inputs as numpy arrays (POT's fastest forward path)."""
+    return [(n, m) + tuple(t.cpu().numpy() for t in ts) for n, m, *ts in pairs]
+
+
+def pot_sinkhorn(pairs):
+    """POT's log-domain Sinkhorn, one call per pair of ``(n, m, C)``: the plans."""
     import ot
 
+    return [ot.sinkhorn(ot.unif(n, type_as=c), ot.unif(m, type_as=c), c, EPS,
+                        method="sinkhorn_log", numItermax=SINKHORN_ITERS, stopThr=0.0)
+            for n, m, c in pairs]
+
+
+def pot_fgw(pairs, inner=FGW_INNER, stop=0.0, warmstart=False):
+    """POT's entropic FGW, one call per pair of ``(n, m, C, Cx, Cy)``, FGW_OUTER outer
+    iterations of ``inner`` Sinkhorn iterations (fewer with ``stop`` > 0): the plans."""
+    import ot
+
+    return [ot.gromov.entropic_fused_gromov_wasserstein(
+        c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
+        max_iter=FGW_OUTER, tol=0.0, numItermax=inner, stopThr=stop, symmetric=True,
+        warmstart=warmstart) for n, m, c, cx, cy in pairs]
+
+
+def pot_fgw_backward(pairs):
+    """The sum of POT's FGW values over the pairs (torch inputs), backpropagated."""
+    import ot
+
+    total = 0
+    for n, m, c, cx, cy in pairs:
+        total = total + ot.gromov.entropic_fused_gromov_wasserstein2(
+            c, cx, cy, epsilon=EPS, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
+            numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
+    total.backward()
+
+
+def as_torch(plans):
+    return [torch.from_numpy(p) if not torch.is_tensor(p) else p.cpu() for p in plans]
+
+
+# ----------------------------------------------------------------------------- runs
+def run_batch(name, batch, same, device, repeats, with_pot=True, only_new=False) -> Dict[str, dict]:
+    """Every row of one batch's table: Sinkhorn and FGW (ours against POT), FGW with
+    GM-OT's window, the cost functions; ``only_new`` the last two only."""
     rows: Dict[str, dict] = {}
 
     def row(key, label, fwd, fwdbwd=None, plans=None, ref=None, mem_fn=None):
@@ -154,190 +195,149 @@ def run_batch(name, batch, same, device, repeats, with_pot=True, only_new=False)
         rows[key] = r
         logging.info("%s %s: %s", name, label, {k: v for k, v in r.items() if k != "label"})
 
-    if only_new:
-        run_windowed(row, batch, device, with_pot)
-        run_costs(row, batch, device)
-        return rows
+    if not only_new:
+        run_sinkhorn(row, batch, same, with_pot)
+        run_fgw(row, batch, same, with_pot)
+    run_windowed(row, batch, device, with_pot)
+    run_costs(row, batch, device)
+    return rows
+
+
+def run_sinkhorn(row, batch, same, with_pot):
+    """Sinkhorn: ours (fixed iterations, early stop, autodiff) against POT's per-pair
+    loop (numpy and torch inputs) and, on a same-length batch, ``ot.batch``."""
+    import ot
+
     C, Cx, Cy = problem(batch)
     xm, ym = batch["xm"], batch["ym"]
+    ref = unpad(sinkhorn(C.double(), xm, ym, epsilon=EPS, tol=1e-10, max_iter=20000).plan, batch)
 
-    # References in float64 (converged Sinkhorn; FGW with converged inner problems).
-    C64, Cx64, Cy64 = C.double(), Cx.double(), Cy.double()
-    ref_s = unpad(sinkhorn(C64, xm, ym, epsilon=EPS, tol=1e-10, max_iter=20000).plan, batch)
-    ref_f = unpad(
-        fused_gromov_wasserstein(
-            C64, Cx64, Cy64, xm, ym, alpha=ALPHA, epsilon=EPS, max_iter=FGW_OUTER,
-            inner_max_iter=20000, tol=0.0, inner_tol=1e-10,
-        ).plan,
-        batch,
-    )
-
-    # --- Sinkhorn ---------------------------------------------------------------
-    def ours_s(iters=SINKHORN_ITERS, early=False):
+    def ours(iters=SINKHORN_ITERS, early=False):
         return sinkhorn(C, xm, ym, epsilon=EPS, max_iter=iters, tol=1e-5 if early else 0.0)
 
-    def ours_s_bwd(early=False):
+    def ours_bwd(early=False, grad="envelope"):
         x, y = leaf_features(batch)
         Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
         r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=1000 if early else SINKHORN_ITERS,
-                     tol=1e-5 if early else 0.0)
+                     tol=1e-5 if early else 0.0, grad=grad)
         r.value.sum().backward()
 
-    def ours_s_autodiff():
-        x, y = leaf_features(batch)
-        Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
-        r = sinkhorn(Cg, xm, ym, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0, grad="autodiff")
-        r.value.sum().backward()
-
-    row("sinkhorn_ours", f"ours, batched, {SINKHORN_ITERS} its", ours_s, ours_s_bwd,
-        unpad(ours_s().plan, batch), ref_s, mem_fn=ours_s_bwd)
-    early = ours_s(iters=1000, early=True)
+    row("sinkhorn_ours", f"ours, batched, {SINKHORN_ITERS} its", ours, ours_bwd,
+        unpad(ours().plan, batch), ref, mem_fn=ours_bwd)
+    early = ours(iters=1000, early=True)
     row("sinkhorn_ours_tol", f"ours, early stop tol 1e-5 (max {int(early.n_iter.max())} its)",
-        lambda: ours_s(iters=1000, early=True), lambda: ours_s_bwd(early=True),
-        unpad(early.plan, batch), ref_s)
-    row("sinkhorn_ours_autodiff", "ours, 50 its, grad=autodiff", ours_s, ours_s_autodiff,
-        mem_fn=ours_s_autodiff)
+        lambda: ours(iters=1000, early=True), lambda: ours_bwd(early=True),
+        unpad(early.plan, batch), ref)
+    autodiff = lambda: ours_bwd(grad="autodiff")  # noqa: E731
+    row("sinkhorn_ours_autodiff", "ours, 50 its, grad=autodiff", ours, autodiff, mem_fn=autodiff)
 
     if with_pot:
         # POT gets the same float32 inputs: as numpy arrays (its fastest forward path)
         # and as the torch tensors themselves (what a training loop would hand it).
         pairs_t = [(n, m, c) for n, m, c, _, _ in pot_pairs(batch, C, Cx, Cy)]
-        pairs_np = [(n, m, c.cpu().numpy()) for n, m, c in pairs_t]
+        pairs_np = numpy_pairs(pairs_t)
 
-        def pot_s(pairs=pairs_np):
-            return [
-                ot.sinkhorn(ot.unif(n, type_as=c), ot.unif(m, type_as=c), c, EPS, method="sinkhorn_log",
-                            numItermax=SINKHORN_ITERS, stopThr=0.0)
-                for n, m, c in pairs
-            ]
-
-        def pot_s_bwd():
+        def pot_bwd():
             x, y = leaf_features(batch)
             Cg = _scaled(costs.sqeuclidean(x, y, xm, ym))
             total = 0
             for b, (n, m) in enumerate(zip(xm.sum(-1).tolist(), ym.sum(-1).tolist())):
-                res = ot.solve(Cg[b, :n, :m], reg=EPS, method="sinkhorn_log", max_iter=SINKHORN_ITERS,
-                               tol=0.0, grad="envelope")
+                res = ot.solve(Cg[b, :n, :m], reg=EPS, method="sinkhorn_log",
+                               max_iter=SINKHORN_ITERS, tol=0.0, grad="envelope")
                 total = total + res.value
             total.backward()
 
         row("sinkhorn_pot", f"POT sinkhorn_log (numpy), loop over pairs, {SINKHORN_ITERS} its",
-            pot_s, None, [torch.from_numpy(p) for p in pot_s()], ref_s)
+            lambda: pot_sinkhorn(pairs_np), None, as_torch(pot_sinkhorn(pairs_np)), ref)
         row("sinkhorn_pot_torch", f"POT sinkhorn_log (torch), loop over pairs, {SINKHORN_ITERS} its",
-            lambda: pot_s(pairs_t), pot_s_bwd, [p.cpu() for p in pot_s(pairs_t)], ref_s)
+            lambda: pot_sinkhorn(pairs_t), pot_bwd, as_torch(pot_sinkhorn(pairs_t)), ref)
 
     # same-length copy: ours vs ot.batch
-    s_C, s_Cx, s_Cy = problem(same)
+    s_C, _, _ = problem(same)
     s_ref = unpad(sinkhorn(s_C.double(), epsilon=EPS, tol=1e-10, max_iter=20000).plan, same)
-    row("sinkhorn_ours_same", "same-length batch: ours, 50 its",
-        lambda: sinkhorn(s_C, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0),
-        plans=unpad(sinkhorn(s_C, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0).plan, same),
-        ref=s_ref)
+    ours_same = lambda: sinkhorn(s_C, epsilon=EPS, max_iter=SINKHORN_ITERS, tol=0.0)  # noqa: E731
+    row("sinkhorn_ours_same", "same-length batch: ours, 50 its", ours_same,
+        plans=unpad(ours_same().plan, same), ref=s_ref)
     if with_pot:
-        def potb_s():
+        def potb():
             return ot.batch.solve_batch(s_C, reg=EPS, max_iter=SINKHORN_ITERS, tol=0.0, reg_type="kl")
 
         row("sinkhorn_potbatch_same", "same-length batch: POT ot.batch.solve_batch, 50 its",
-            potb_s, plans=unpad(potb_s().plan, same), ref=s_ref)
+            potb, plans=unpad(potb().plan, same), ref=s_ref)
 
-    # --- FGW ----------------------------------------------------------------------
-    def ours_f(inner=FGW_INNER, x=None, y=None, grad="envelope"):
-        Cg, Cxg, Cyg = problem(batch, x, y)
-        return fused_gromov_wasserstein(Cg, Cxg, Cyg, xm, ym, alpha=ALPHA, epsilon=EPS,
-                                        max_iter=FGW_OUTER, inner_max_iter=inner, tol=0.0,
-                                        grad=grad)
 
-    def ours_f_bwd(inner=FGW_INNER):
+def run_fgw(row, batch, same, with_pot):
+    """Dense FGW: ours (fixed, warm-started, inner to a tolerance) against POT's per-pair
+    loop (numpy and torch inputs, with and without its warm start) and, on a
+    same-length batch, ``ot.batch``. The reference: float64, converged inner problems."""
+    import ot
+
+    C, Cx, Cy = problem(batch)
+    xm, ym = batch["xm"], batch["ym"]
+    kw = dict(alpha=ALPHA, epsilon=EPS, max_iter=FGW_OUTER, tol=0.0)
+    ref = unpad(fused_gromov_wasserstein(C.double(), Cx.double(), Cy.double(), xm, ym,
+                                         inner_max_iter=20000, inner_tol=1e-10, **kw).plan, batch)
+
+    def ours(inner=FGW_INNER, x=None, y=None, inner_tol=None):
+        # Forward rows solve the precomputed problem; fwd+bwd rows build it from the
+        # features (x, y given).
+        Cg, Cxg, Cyg = (C, Cx, Cy) if x is None else problem(batch, x, y)
+        return fused_gromov_wasserstein(Cg, Cxg, Cyg, xm, ym, inner_max_iter=inner,
+                                        inner_tol=inner_tol, **kw)
+
+    def ours_bwd(inner=FGW_INNER):
         x, y = leaf_features(batch)
-        ours_f(inner, x, y).value.sum().backward()
+        ours(inner, x, y).value.sum().backward()
 
-    row("fgw_ours", f"ours, batched, {FGW_OUTER}x{FGW_INNER}", ours_f, ours_f_bwd,
-        unpad(ours_f().plan, batch), ref_f, mem_fn=ours_f_bwd)
+    row("fgw_ours", f"ours, batched, {FGW_OUTER}x{FGW_INNER}", ours, ours_bwd,
+        unpad(ours().plan, batch), ref, mem_fn=ours_bwd)
     row("fgw_ours_warm", f"ours, batched, {FGW_OUTER}x{FGW_INNER_WARM} warm-started",
-        lambda: ours_f(FGW_INNER_WARM), lambda: ours_f_bwd(FGW_INNER_WARM),
-        unpad(ours_f(FGW_INNER_WARM).plan, batch), ref_f)
-
-    def ours_f_tol():
-        return fused_gromov_wasserstein(C, Cx, Cy, xm, ym, alpha=ALPHA, epsilon=EPS,
-                                        max_iter=FGW_OUTER, inner_max_iter=FGW_INNER_MAX,
-                                        tol=0.0, inner_tol=FGW_TOL)
-
+        lambda: ours(FGW_INNER_WARM), lambda: ours_bwd(FGW_INNER_WARM),
+        unpad(ours(FGW_INNER_WARM).plan, batch), ref)
+    tol_run = lambda: ours(FGW_INNER_MAX, inner_tol=FGW_TOL)  # noqa: E731
     row("fgw_ours_tol", f"ours, {FGW_OUTER} outer, inner to tol {FGW_TOL:g} (warm-started)",
-        ours_f_tol, plans=unpad(ours_f_tol().plan, batch), ref=ref_f)
+        tol_run, plans=unpad(tol_run().plan, batch), ref=ref)
+    if not with_pot:
+        return
 
-    if with_pot:
-        fpairs_t = pot_pairs(batch, C, Cx, Cy)
-        fpairs_np = [(n, m) + tuple(t.cpu().numpy() for t in ts) for n, m, *ts in fpairs_t]
+    pairs_t = pot_pairs(batch, C, Cx, Cy)
+    pairs_np = numpy_pairs(pairs_t)
 
-        def pot_f(pairs=fpairs_np):
-            return [
-                ot.gromov.entropic_fused_gromov_wasserstein(
-                    c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
-                    max_iter=FGW_OUTER, tol=0.0, numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
-                for n, m, c, cx, cy in pairs
-            ]
+    def pot_bwd():
+        x, y = leaf_features(batch)
+        pot_fgw_backward(pot_pairs(batch, *problem(batch, x, y)))
 
-        def pot_f_bwd():
-            x, y = leaf_features(batch)
-            Cg, Cxg, Cyg = problem(batch, x, y)
-            total = 0
-            for n, m, c, cx, cy in pot_pairs(batch, Cg, Cxg, Cyg):
-                total = total + ot.gromov.entropic_fused_gromov_wasserstein2(
-                    c, cx, cy, epsilon=EPS, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
-                    numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
-            total.backward()
+    row("fgw_pot", f"POT entropic FGW (numpy), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        lambda: pot_fgw(pairs_np), None, as_torch(pot_fgw(pairs_np)), ref)
+    for warm in (False, True):
+        run = lambda w=warm: pot_fgw(pairs_np, FGW_INNER_MAX, FGW_TOL, warmstart=w)  # noqa: E731
+        row(f"fgw_pot_tol{'_warm' if warm else ''}",
+            f"POT entropic FGW (numpy), loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}"
+            + (" (warmstart=True)" if warm else ""), run, plans=as_torch(run()), ref=ref)
+    row("fgw_pot_torch", f"POT entropic FGW (torch), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        lambda: pot_fgw(pairs_t), pot_bwd, as_torch(pot_fgw(pairs_t)), ref)
 
-        row("fgw_pot", f"POT entropic FGW (numpy), loop over pairs, {FGW_OUTER}x{FGW_INNER}", pot_f,
-            None, [torch.from_numpy(p) for p in pot_f()], ref_f)
+    s_C, s_Cx, s_Cy = problem(same)
+    s_ref = unpad(fused_gromov_wasserstein(s_C.double(), s_Cx.double(), s_Cy.double(),
+                                           inner_max_iter=20000, inner_tol=1e-10, **kw).plan, same)
+    ours_same = lambda: fused_gromov_wasserstein(s_C, s_Cx, s_Cy, inner_max_iter=FGW_INNER, **kw)  # noqa: E731
 
-        def pot_f_tol(warmstart):
-            return [
-                ot.gromov.entropic_fused_gromov_wasserstein(
-                    c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
-                    max_iter=FGW_OUTER, tol=0.0, numItermax=FGW_INNER_MAX, stopThr=FGW_TOL,
-                    symmetric=True, warmstart=warmstart)
-                for n, m, c, cx, cy in fpairs_np
-            ]
+    def potb():
+        return ot.batch.solve_gromov_batch(
+            s_Cx, s_Cy, reg=EPS, M=s_C, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
+            max_iter_inner=FGW_INNER, tol_inner=0.0, symmetric=True)
 
-        for warm in (False, True):
-            row(f"fgw_pot_tol{'_warm' if warm else ''}",
-                f"POT entropic FGW (numpy), loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}"
-                + (" (warmstart=True)" if warm else ""),
-                lambda w=warm: pot_f_tol(w), plans=[torch.from_numpy(p) for p in pot_f_tol(warm)],
-                ref=ref_f)
-        row("fgw_pot_torch", f"POT entropic FGW (torch), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-            lambda: pot_f(fpairs_t), pot_f_bwd, [p.cpu() for p in pot_f(fpairs_t)], ref_f)
-
-        s_ref_f = unpad(fused_gromov_wasserstein(
-            s_C.double(), s_Cx.double(), s_Cy.double(), alpha=ALPHA, epsilon=EPS,
-            max_iter=FGW_OUTER, inner_max_iter=20000, tol=0.0, inner_tol=1e-10).plan, same)
-
-        def ours_f_same():
-            return fused_gromov_wasserstein(s_C, s_Cx, s_Cy, alpha=ALPHA, epsilon=EPS,
-                                            max_iter=FGW_OUTER, inner_max_iter=FGW_INNER, tol=0.0)
-
-        def potb_f():
-            return ot.batch.solve_gromov_batch(
-                s_Cx, s_Cy, reg=EPS, M=s_C, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
-                max_iter_inner=FGW_INNER, tol_inner=0.0, symmetric=True)
-
-        row("fgw_ours_same", f"same-length batch: ours, {FGW_OUTER}x{FGW_INNER}", ours_f_same,
-            plans=unpad(ours_f_same().plan, same), ref=s_ref_f)
-        row("fgw_potbatch_same",
-            f"same-length batch: POT ot.batch.solve_gromov_batch, {FGW_OUTER}x{FGW_INNER} (PPA)",
-            potb_f, plans=unpad(potb_f().plan, same), ref=s_ref_f)
-
-    run_windowed(row, batch, device, with_pot)
-    run_costs(row, batch, device)
-    return rows
+    row("fgw_ours_same", f"same-length batch: ours, {FGW_OUTER}x{FGW_INNER}", ours_same,
+        plans=unpad(ours_same().plan, same), ref=s_ref)
+    row("fgw_potbatch_same",
+        f"same-length batch: POT ot.batch.solve_gromov_batch, {FGW_OUTER}x{FGW_INNER} (PPA)",
+        potb, plans=unpad(potb().plan, same), ref=s_ref)
 
 
 def run_windowed(row, batch, device, with_pot):
     """FGW with GM-OT's window ws = WS: ours banded (both window modes) vs POT's dense
     per-pair loop on the dense windowed structures ("zero" semantics; POT has no
     "masked" reading, so that row solves another problem and is timed for scale)."""
-    import ot
-
     xm, ym = batch["xm"], batch["ym"]
     C, Bx, By = problem_windowed(batch)
     _, Dx, Dy = problem_windowed(batch, banded=False)
@@ -376,35 +376,21 @@ def run_windowed(row, batch, device, with_pot):
         ours_dense, plans=unpad(ours_dense().plan, batch), ref=refs["zero"])
     if not with_pot:
         return
-    fpairs_t = pot_pairs(batch, C, Dx, Dy)
-    fpairs_np = [(n, m) + tuple(t.cpu().numpy() for t in ts) for n, m, *ts in fpairs_t]
-
-    def pot(pairs=fpairs_np, inner=FGW_INNER, stop=0.0):
-        return [
-            ot.gromov.entropic_fused_gromov_wasserstein(
-                c, cx, cy, ot.unif(n, type_as=c), ot.unif(m, type_as=c), epsilon=EPS, alpha=ALPHA,
-                max_iter=FGW_OUTER, tol=0.0, numItermax=inner, stopThr=stop, symmetric=True)
-            for n, m, c, cx, cy in pairs
-        ]
+    pairs_t = pot_pairs(batch, C, Dx, Dy)
+    pairs_np = numpy_pairs(pairs_t)
 
     def pot_bwd():
         x, y = leaf_features(batch)
-        Cg, Dxg, Dyg = problem_windowed(batch, x, y, banded=False)
-        total = 0
-        for n, m, c, cx, cy in pot_pairs(batch, Cg, Dxg, Dyg):
-            total = total + ot.gromov.entropic_fused_gromov_wasserstein2(
-                c, cx, cy, epsilon=EPS, alpha=ALPHA, max_iter=FGW_OUTER, tol=0.0,
-                numItermax=FGW_INNER, stopThr=0.0, symmetric=True)
-        total.backward()
+        pot_fgw_backward(pot_pairs(batch, *problem_windowed(batch, x, y, banded=False)))
 
     row("fgw_ws_pot", f"ws={WS}: POT entropic FGW (numpy), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        pot, None, [torch.from_numpy(p) for p in pot()], refs["zero"])
+        lambda: pot_fgw(pairs_np), None, as_torch(pot_fgw(pairs_np)), refs["zero"])
+    tol_run = lambda: pot_fgw(pairs_np, FGW_INNER_MAX, FGW_TOL)  # noqa: E731
     row("fgw_ws_pot_tol",
         f"ws={WS}: POT entropic FGW (numpy), dense, loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}",
-        lambda: pot(inner=FGW_INNER_MAX, stop=FGW_TOL),
-        plans=[torch.from_numpy(p) for p in pot(inner=FGW_INNER_MAX, stop=FGW_TOL)], ref=refs["zero"])
+        tol_run, plans=as_torch(tol_run()), ref=refs["zero"])
     row("fgw_ws_pot_torch", f"ws={WS}: POT entropic FGW (torch), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        lambda: pot(fpairs_t), pot_bwd, [p.cpu() for p in pot(fpairs_t)], refs["zero"])
+        lambda: pot_fgw(pairs_t), pot_bwd, as_torch(pot_fgw(pairs_t)), refs["zero"])
 
 
 def run_costs(row, batch, device):

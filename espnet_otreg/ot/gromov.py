@@ -70,7 +70,9 @@ from espnet_otreg.ot import problem as _problem
 from espnet_otreg.ot.graphs import BandedGraph, DenseGraph, band_mask
 from espnet_otreg.ot.kernel import Kernel, Masks, solve_mode
 from espnet_otreg.ot.problem import Problem
-from espnet_otreg.ot.sinkhorn import OTResult, check_solver_args, regulariser, solve
+from espnet_otreg.ot.sinkhorn import (
+    OTResult, Progress, SolveResult, check_solver_args, regulariser, solve,
+)
 
 __all__ = ["fused_gromov_wasserstein", "FGWResult", "QuadraticProblem", "linearize"]
 
@@ -202,6 +204,69 @@ def _check_structure(name, c, B, L, ws):
         raise ValueError(f"{name} must have shape {want}{what} to match cost, got {shape}")
 
 
+def _check_inputs(cost, c_x, c_y, x_mask, y_mask, a, b, alpha, ws, window_mode):
+    """Validate the problem's inputs (each error names the argument); returns the node
+    cost (zeros for pure Gromov-Wasserstein) and the two windows."""
+    if window_mode not in WINDOW_MODES:
+        raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
+    if window_mode == "masked" and ws is None:
+        raise ValueError("window_mode='masked' needs banded structures (ws)")
+    ws_x, ws_y = ws if isinstance(ws, (tuple, list)) else (ws, ws)
+    for w in (ws_x, ws_y):
+        if (w is None) != (ws is None) or (w is not None and (int(w) != w or w < 0)):
+            raise ValueError(f"ws must be an int >= 0, a pair of them, or None, got {ws!r}")
+    if cost is None:
+        if alpha != 1.0:
+            raise ValueError("cost may only be None for pure Gromov-Wasserstein (alpha = 1)")
+        if not torch.is_tensor(c_x) or c_x.dim() != 3 or not torch.is_tensor(c_y) or c_y.dim() != 3:
+            raise ValueError("c_x and c_y must be (B, N, N) and (B, M, M) tensors (or bands)")
+        cost = c_x.new_zeros(c_x.shape[0], c_x.shape[1], c_y.shape[1])
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not torch.is_tensor(cost) or cost.dim() != 3:
+        _problem.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
+    B, N, M = cost.shape
+    _check_structure("c_x", c_x, B, N, ws_x)
+    _check_structure("c_y", c_y, B, M, ws_y)
+    return cost, ws_x, ws_y
+
+
+def _linearised_sinkhorn(qp: QuadraticProblem, base: Kernel, cold, plan, epsilon: float,
+                         progress: Progress, max_iter: int, inner_max_iter: int,
+                         inner_tol: float, check_every: int, early_stop: bool,
+                         warm_start: bool, method: str
+                         ) -> Tuple[Kernel, SolveResult, torch.Tensor]:
+    """The outer loop (Peyre et al. 2016): linearise the objective at the plan, solve
+    that entropic OT problem, repeat::
+
+        P_{t+1} = Sinkhorn_epsilon(G(P_t)),    error_t = ||P_{t+1} - P_t||_1
+
+    from ``P_0 = a b^T`` (``plan`` None) or ``plan``. Each inner solve starts from the
+    previous potentials (``warm_start``) or from ``cold``; ``progress`` records the
+    outer error (every iteration, or with ``tol <= 0`` only the last). Returns the last
+    linearised kernel, the last inner result and the plan.
+    """
+    u, v = cold
+    a, b = qp.linear.a, qp.linear.b
+    for it in range(1, max_iter + 1):
+        k = linearize(qp, plan, epsilon, base)
+        warm = warm_start and it > 1
+        if not warm:
+            u, v = cold
+        # A warm start needs no opening log-domain step and often converges within a
+        # few iterations: check early.
+        out = solve(k, u, v, inner_max_iter, inner_tol, check_every, early_stop, method,
+                    start_log=not warm, check_early=inner_tol > 0)
+        u, v = out.u, out.v
+        if progress.tol > 0 or it == max_iter:
+            prev = a[:, :, None] * b[:, None, :] if plan is None else plan
+            progress.record(it, torch.linalg.vector_norm(out.plan - prev, ord=1, dim=(1, 2)))
+        plan = out.plan
+        if early_stop and progress.tol > 0 and it < max_iter and bool(progress.converged.all()):
+            break
+    return k, out, plan
+
+
 def fused_gromov_wasserstein(
     cost: Optional[torch.Tensor],
     c_x: torch.Tensor,
@@ -268,32 +333,14 @@ def fused_gromov_wasserstein(
         :class:`FGWResult`; ``value`` is the full objective above (its gradient at the
         solution is the envelope gradient), ``n_iter`` counts outer iterations.
     """
-    if window_mode not in WINDOW_MODES:
-        raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {window_mode!r}")
-    if window_mode == "masked" and ws is None:
-        raise ValueError("window_mode='masked' needs banded structures (ws)")
-    ws_x, ws_y = ws if isinstance(ws, (tuple, list)) else (ws, ws)
-    for w in (ws_x, ws_y):
-        if (w is None) != (ws is None) or (w is not None and (int(w) != w or w < 0)):
-            raise ValueError(f"ws must be an int >= 0, a pair of them, or None, got {ws!r}")
-    if cost is None:
-        if alpha != 1.0:
-            raise ValueError("cost may only be None for pure Gromov-Wasserstein (alpha = 1)")
-        if not torch.is_tensor(c_x) or c_x.dim() != 3 or not torch.is_tensor(c_y) or c_y.dim() != 3:
-            raise ValueError("c_x and c_y must be (B, N, N) and (B, M, M) tensors (or bands)")
-        cost = c_x.new_zeros(c_x.shape[0], c_x.shape[1], c_y.shape[1])
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    cost, ws_x, ws_y = _check_inputs(cost, c_x, c_y, x_mask, y_mask, a, b, alpha, ws,
+                                     window_mode)
     taus, phi = check_solver_args(epsilon, tau, grad, method)
     if max_iter < 1 or inner_max_iter < 1 or check_every < 1:
         raise ValueError("max_iter, inner_max_iter and check_every must be >= 1")
     inner_tol = tol if inner_tol is None else inner_tol
 
-    if not torch.is_tensor(cost) or cost.dim() != 3:
-        _problem.prepare(cost, x_mask, y_mask, a, b)  # raises the error that explains it
     B, N, M = cost.shape
-    _check_structure("c_x", c_x, B, N, ws_x)
-    _check_structure("c_y", c_y, B, M, ws_y)
     if init_plan is not None and tuple(init_plan.shape) != (B, N, M):
         raise ValueError(f"init_plan must have shape {(B, N, M)}, got {tuple(init_plan.shape)}")
     # FGW is symmetric in its two graphs. Solve with the shorter side as the plan's
@@ -347,29 +394,14 @@ def fused_gromov_wasserstein(
         else:
             base = Kernel(qp_solved.linear, None, phi, Masks.build(problem))
         plan = None if init_plan is None else init_plan.detach().to(dt) * base.masks.support
-        cold = _problem.init_potentials(problem, None, epsilon)
-        u, v = cold
-        converged = torch.zeros(B, dtype=torch.bool, device=problem.cost.device)
-        n_iter = torch.zeros(B, dtype=torch.long, device=problem.cost.device)
-        error = torch.full((B,), float("inf"), dtype=dt, device=problem.cost.device)
-        for it in range(1, max_iter + 1):
-            k = linearize(qp_solved, plan, epsilon, base)
-            warm = warm_start and it > 1
-            if not warm:
-                u, v = cold
-            # A warm start needs no opening log-domain step and often converges
-            # within a few iterations: check early.
-            out = solve(k, u, v, inner_max_iter, inner_tol, check_every, early_stop, method,
-                        start_log=not warm, check_early=inner_tol > 0)
-            u, v = out.u, out.v
-            if tol > 0 or it == max_iter:  # with tol <= 0 only the last change is reported
-                prev = problem.a[:, :, None] * problem.b[:, None, :] if plan is None else plan
-                error = torch.linalg.vector_norm(out.plan - prev, ord=1, dim=(1, 2))
-                n_iter = torch.where(converged, n_iter, it)  # max_iter if never converged
-                converged = converged | (error <= tol)
-            plan = out.plan
-            if early_stop and tol > 0 and it < max_iter and bool(converged.all()):
-                break
+        progress = Progress(B, dt, problem.cost.device, tol)
+        k, out, plan = _linearised_sinkhorn(
+            qp_solved, base, _problem.init_potentials(problem, None, epsilon), plan,
+            epsilon, progress, max_iter, inner_max_iter, inner_tol, check_every,
+            early_stop, warm_start, method,
+        )
+        u, v = out.u, out.v
+        n_iter, converged, error = progress.n_iter, progress.converged, progress.error
         inner_conv = out.converged
         reg = regulariser(k, u, v, plan, epsilon, taus)
     if not track:  # out of inference mode (see kernel.solve_mode)

@@ -95,7 +95,7 @@ class SolveResult:
     error: torch.Tensor
 
 
-class _Progress:
+class Progress:
     """Per-pair convergence bookkeeping, on device (no host sync)."""
 
     def __init__(self, B, dtype, device, tol):
@@ -110,6 +110,11 @@ class _Progress:
         self.n_iter = torch.where(self.converged, self.n_iter, it)
         self.converged = self.converged | (error <= self.tol)
         self.error = error
+
+    def undone(self, ok: torch.Tensor, error: torch.Tensor) -> None:
+        """Pairs whose last segment was undone (``ok`` False) report ``error``, what they
+        measured before it, instead of the last check's."""
+        self.error = torch.where(ok, self.error, error)
 
     def result(self, u, v, plan) -> SolveResult:
         return SolveResult(u, v, plan, self.n_iter, self.converged, self.error)
@@ -130,14 +135,14 @@ def solve(kernel: Kernel, u, v, max_iter: int, tol: float, check_every: int,
     counts below ``check_every`` (2, 4, 8; 3, 6 after an opening log step), for warm
     starts, which often converge within two or three iterations.
     """
-    progress = _Progress(kernel.K.shape[0], kernel.K.dtype, kernel.K.device, tol)
+    progress = Progress(kernel.K.shape[0], kernel.K.dtype, kernel.K.device, tol)
     if method == "log":
         return _log_sinkhorn(kernel, u, v, progress, max_iter, check_every, early_stop)
     return _stabilized_sinkhorn(kernel, u, v, progress, max_iter, check_every, early_stop,
                                 start_log, check_early and early_stop)
 
 
-def _log_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_every, early_stop):
+def _log_sinkhorn(k: Kernel, u, v, progress: Progress, max_iter, check_every, early_stop):
     """Log-domain Sinkhorn (balanced: ``phi = 1``)::
 
         u <- phi (log a - LSE_j(K_ij + v_j))
@@ -171,7 +176,7 @@ def _repaired(k: Kernel, u, v, ok):
     return u, v, k.plan(u, v)
 
 
-def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_every,
+def _stabilized_sinkhorn(k: Kernel, u, v, progress: Progress, max_iter, check_every,
                          early_stop, start_log, check_early):
     """Stabilised Sinkhorn (Schmitzer, arXiv 1610.06519; POT's ``sinkhorn_stabilized``).
 
@@ -187,54 +192,69 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: _Progress, max_iter, check_e
     sees NaN. One log-domain step opens the loop unless ``start_log`` is False.
     """
     it, log_error, need_log = 0, progress.error, start_log
-    while True:
+    while True:  # one segment: [an exact log-domain step], then scalings on one E
         if need_log:
             u, v, log_error = _log_step(k, u, v)
             it += 1
             if it >= max_iter:
                 progress.record(it, log_error)
                 return progress.result(u, v, k.plan(u, v))
+        need_log = True
         E = k.absorb(u, v)
         s_u, s_v = E.unit_scalings()
         rows = E.rows(s_v)
-        while True:
-            steps = min(check_every - (it % check_every), max_iter - it)
-            if check_early and it < check_every:
-                steps = min(steps, max(it, 2))  # the count about doubles
-            for _ in range(steps):
-                s_prev = s_u
-                s_u = E.update_u(rows)
-                s_v = E.update_v(E.cols(s_u))
-                rows = E.rows(s_v)
-            error = E.error(s_u, s_prev, rows)
+        while True:  # iterate on the scalings, check, until they are folded back
+            steps = _steps_to_next_check(it, check_every, max_iter, check_early)
+            s_u, s_v, rows, error = _scaling_steps(E, s_u, s_v, rows, steps)
             it += steps
-            if not early_stop:
-                # No host sync: fold back at every check, then a log-domain step.
-                u, v, ok = E.fold(s_u, s_v, check=True)
+            done = it >= max_iter
+            if early_stop:
+                progress.record(it, error)
+                safe, converged = _safe_and_converged(E, s_u, s_v, error, progress.tol)
+                if safe and not (converged or done):
+                    continue
+                if safe:
+                    u, v, _ = E.fold(s_u, s_v, check=False)
+                    return progress.result(u, v, E.plan(s_u, s_v))
+            # Fold back: at every check without early stop (no host sync), else when a
+            # scaling strayed (entries of E that underflowed may matter once the
+            # scalings move that far). A pair whose scalings left the float range has
+            # its segment undone and measured nothing: it keeps its log step's error.
+            u, v, ok = E.fold(s_u, s_v, check=True)
+            if early_stop:  # recorded above
+                progress.undone(ok, log_error)
+            else:
                 progress.record(it, torch.where(ok, error, log_error))
-                if it >= max_iter:
-                    return progress.result(*_repaired(k, u, v, ok))
-                need_log = True
-                break
-            progress.record(it, error)
-            # One host sync for both decisions: the extreme scalings and the worst error.
-            lo, hi, worst = torch.stack([*E.extremes(s_u, s_v), error.amax()]).tolist()
-            all_safe = SAFE_MIN < lo and hi < SAFE_MAX  # False for NaN
-            all_converged = worst <= progress.tol  # False for NaN
-            if all_safe and (all_converged or it >= max_iter):
-                u, v, _ = E.fold(s_u, s_v, check=False)
-                return progress.result(u, v, E.plan(s_u, s_v))
-            if not all_safe:
-                # Fold back, then an exact log-domain step: entries of E that
-                # underflowed may matter once the scalings move that far. A pair whose
-                # scalings left the float range is undone and measured nothing: keep
-                # what its log step measured.
-                u, v, ok = E.fold(s_u, s_v, check=True)
-                progress.error = torch.where(ok, error, log_error)
-                if all_converged or it >= max_iter:
-                    return progress.result(*_repaired(k, u, v, ok))
-                need_log = True
-                break
+            if done or (early_stop and converged):
+                return progress.result(*_repaired(k, u, v, ok))
+            break
+
+
+def _steps_to_next_check(it: int, check_every: int, max_iter: int, check_early: bool) -> int:
+    """Iterations until the next error check: at multiples of ``check_every`` and at
+    ``max_iter``; with ``check_early``, the count about doubles below ``check_every``."""
+    steps = min(check_every - (it % check_every), max_iter - it)
+    if check_early and it < check_every:
+        steps = min(steps, max(it, 2))
+    return steps
+
+
+def _scaling_steps(E, s_u, s_v, rows, steps: int):
+    """``steps`` scaling iterations on ``E``; returns the scalings, ``E s_v`` and the
+    error of the last one."""
+    for _ in range(steps):
+        s_prev = s_u
+        s_u = E.update_u(rows)
+        s_v = E.update_v(E.cols(s_u))
+        rows = E.rows(s_v)
+    return s_u, s_v, rows, E.error(s_u, s_prev, rows)
+
+
+def _safe_and_converged(E, s_u, s_v, error, tol: float) -> Tuple[bool, bool]:
+    """One host sync for both decisions: is every scaling within ``[SAFE_MIN, SAFE_MAX]``,
+    has every pair converged (both False for NaN)?"""
+    lo, hi, worst = torch.stack([*E.extremes(s_u, s_v), error.amax()]).tolist()
+    return SAFE_MIN < lo and hi < SAFE_MAX, worst <= tol
 
 
 def regulariser(k: Kernel, u, v, plan, epsilon: float,

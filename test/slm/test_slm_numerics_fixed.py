@@ -5,7 +5,8 @@ a refactor.
 test/slm/test_slm_numerics_fixed.py --write``) from ``ESPnetSLMModel`` as it was before
 sequence assembly, the phase plan and decoding moved out of ``slm/espnet_model.py``;
 every later version must reproduce it: phase 2 with OTReg and CTC (the whole forward:
-assembly, CE, OT, CTC), phase 1, a batch with a skipped utterance, and greedy decoding.
+assembly, CE, OT, CTC), phase 1, a batch with a skipped utterance, and greedy decoding;
+compared as ``test/fingerprint.py`` says.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fingerprint import assert_step_close  # noqa: E402
 from slm_helpers import build_tiny_dirs, make_batch, task_args  # noqa: E402
 
 REFERENCE = Path(__file__).with_name("data") / "fixed_batch_reference.json"
@@ -82,17 +85,7 @@ def dirs(tmp_path_factory):
 def test_slm_reproduces_reference(dirs, name):
     torch.set_num_threads(1)  # the reference was written with one thread
     ref = json.loads(REFERENCE.read_text())[name]
-    got = fingerprint(dirs, name)
-    assert set(got) == set(ref), name
-    for key, value in ref.items():
-        if key in ("hyps", "reasons"):
-            assert got[key] == value, key
-        elif key == "stats":
-            assert got[key].keys() == value.keys()
-            for k, v in value.items():
-                assert got[key][k] == pytest.approx(v, rel=1e-5, abs=1e-7, nan_ok=True), k
-        else:
-            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert_step_close(fingerprint(dirs, name), ref, name)
 
 
 if __name__ == "__main__":
