@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Pre-train a small character-level causal LM: an LLM that knows the language.
+
+OTReg (arXiv 2508.08131) aligns a speech encoder with a pre-trained LLM's embeddings.
+For a controlled experiment on a CPU the LLM must know the language of the transcripts
+without a Hub download, so we pre-train one from scratch on text (one sentence per line)
+and save it, with its own tokenizer, by ``save_pretrained``; ``llm_conf:
+{model_name_or_path: <out>}`` loads it through the same code as a real LLM.
+
+::
+
+    python local/pretrain_llm.py --text lm/train.txt --out lm/char_qwen2 \\
+        --heldout review=lm/heldout_review.txt --heldout dialogue=lm/heldout_dialogue.txt
+
+Model: ``espnet_otreg.slm.char_lm`` (a Qwen2 of ``--num_layers`` x ``--hidden_size``, one
+token per character of the training and held-out text, a pad token of its own). Each
+training sentence is ``<chars> <eos>``, next-token cross-entropy on every position.
+After every epoch each ``--heldout NAME=FILE`` set (sentences never trained on; the
+script stops if one is in the training text, by exact match) is scored by perplexity
+per predicted token (characters and eos), next to an add-one unigram model of the
+training text on the same tokens: an LLM near unigram level would make an OTReg
+experiment uninformative. ``--epochs 0`` saves the random initialisation: the
+"untrained LLM of the same shape" control. Everything goes to ``<out>/pretrain.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from espnet_otreg.slm.char_lm import build_causal_lm, build_char_tokenizer
+
+
+def read_lines(path: Path) -> List[str]:
+    return [s.strip() for s in Path(path).read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+def encode(tokenizer, sents: List[str], max_len: int) -> torch.Tensor:
+    """``(S, L)`` ids: each sentence's characters (at most ``max_len``) then eos, padded
+    with the pad id."""
+    rows = [tokenizer(s[:max_len], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for s in sents]
+    ids = torch.full((len(rows), max(map(len, rows))), tokenizer.pad_token_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+    return ids
+
+
+def unigram(ids: torch.Tensor, vocab_size: int, pad_id: int) -> torch.Tensor:
+    """Add-one log-probabilities of the tokens of ``ids`` (characters and eos; pad none)."""
+    counts = torch.bincount(ids[ids != pad_id], minlength=vocab_size).double() + 1.0
+    counts[pad_id] = 0.0
+    return (counts / counts.sum()).log()
+
+
+@torch.no_grad()
+def perplexity(model, ids: torch.Tensor, pad_id: int, log_unigram: torch.Tensor,
+               batch_size: int = 128) -> Dict[str, float]:
+    """Perplexity per predicted token of ``model`` and of the unigram model on ``ids``
+    (every real token after the first of a sentence: what the LM predicts)."""
+    model.eval()
+    nll = n = 0.0
+    for i in range(0, len(ids), batch_size):
+        x = ids[i : i + batch_size]
+        logits = model(input_ids=x, attention_mask=(x != pad_id).long()).logits[:, :-1]
+        y = x[:, 1:]
+        on = y != pad_id
+        nll += float(torch.nn.functional.cross_entropy(logits[on].float(), y[on], reduction="sum"))
+        n += float(on.sum())
+    model.train()
+    y = ids[:, 1:][ids[:, 1:] != pad_id]
+    return dict(ppl=math.exp(nll / n), unigram_ppl=math.exp(-float(log_unigram[y].mean())),
+                tokens=int(n))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text", type=Path, nargs="+", required=True,
+                   help="training text, one sentence per line (several files: all of them)")
+    p.add_argument("--heldout", action="append", default=[], metavar="NAME=FILE",
+                   help="a held-out text domain, scored every epoch (repeatable)")
+    p.add_argument("--extra_chars", default="",
+                   help="characters the vocabulary must have besides the text's (e.g. "
+                        "those of the prompt)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--hidden_size", type=int, default=256)
+    p.add_argument("--num_layers", type=int, default=4)
+    p.add_argument("--num_heads", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max_len", type=int, default=64, help="characters per sentence at most")
+    p.add_argument("--context", type=int, default=512, help="the LM's context length")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    if (args.out / "config.json").is_file():
+        logging.info(f"{args.out}: LM exists, keeping it")
+        return
+    train = [s for f in args.text for s in read_lines(f)]
+    heldout = {}
+    for spec in args.heldout:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--heldout must be NAME=FILE, got {spec!r}")
+        heldout[name] = read_lines(Path(path))
+        leaked = sorted(set(heldout[name]) & set(train))
+        if leaked:
+            raise SystemExit(f"pretrain_llm.py: {len(leaked)} sentences of held-out set "
+                             f"'{name}' ({path}) are in the training text, e.g. {leaked[0]!r}")
+    if not train:
+        raise SystemExit(f"pretrain_llm.py: no sentence in {', '.join(map(str, args.text))}")
+    chars = "".join(train) + "".join("".join(v) for v in heldout.values()) + args.extra_chars
+    tokenizer = build_char_tokenizer(chars, model_max_length=args.context)
+    model = build_causal_lm(tokenizer, args.hidden_size, args.num_layers, args.num_heads,
+                            num_kv_heads=max(1, args.num_heads // 2),
+                            max_position_embeddings=args.context, seed=args.seed)
+    V, pad = len(tokenizer), tokenizer.pad_token_id
+    ids = encode(tokenizer, train, args.max_len)
+    held = {k: encode(tokenizer, v, args.max_len) for k, v in heldout.items()}
+    log_unigram = unigram(ids, V, pad)
+    n_params = sum(p.numel() for p in model.parameters())
+    logging.info(f"causal LM on {len(train)} sentences, {V} tokens, {n_params / 1e6:.2f} M "
+                 f"parameters; held out: {', '.join(f'{k} {len(v)}' for k, v in heldout.items())}")
+
+    gen = torch.Generator().manual_seed(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * ((len(ids) + args.batch_size - 1) // args.batch_size)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+             if steps else None)
+
+    def scores():
+        return {k: perplexity(model, v, pad, log_unigram) for k, v in held.items()}
+
+    history, t0 = [], time.time()
+    if args.epochs == 0:
+        history.append(dict(epoch=0, train_loss=None, heldout=scores()))
+    model.train()
+    for epoch in range(1, args.epochs + 1):
+        perm = torch.randperm(len(ids), generator=gen)
+        total = n_tok = 0.0
+        for i in range(0, len(ids), args.batch_size):
+            x = ids[perm[i : i + args.batch_size]]
+            x = x[:, : int((x != pad).sum(1).max())]  # drop all-padding columns
+            labels = torch.where(x == pad, torch.full_like(x, -100), x)
+            loss = model(input_ids=x, attention_mask=(x != pad).long(), labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            k = float((labels[:, 1:] != -100).sum())
+            total, n_tok = total + loss.item() * k, n_tok + k
+        history.append(dict(epoch=epoch, train_loss=total / n_tok, heldout=scores()))
+        logging.info(f"epoch {epoch}: train loss {total / n_tok:.3f}; held-out perplexity "
+                     + ", ".join(f"{k} {v['ppl']:.1f} (unigram {v['unigram_ppl']:.1f})"
+                                 for k, v in history[-1]["heldout"].items())
+                     + f" ({time.time() - t0:.0f} s)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(args.out)
+    model.save_pretrained(args.out)
+    conf = {k: ([str(x) for x in v] if isinstance(v, list) and k == "text" else
+                str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    (args.out / "pretrain.json").write_text(json.dumps(dict(
+        conf, vocab_size=V, parameters=n_params, train_sentences=len(train),
+        heldout_sentences={k: len(v) for k, v in heldout.items()}, final=history[-1],
+        history=history), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    logging.info(f"LM -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

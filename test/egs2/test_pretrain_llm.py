@@ -1,0 +1,90 @@
+"""egs2/fleurs_otreg/asr1/local/pretrain_llm.py at toy size: a character-level Qwen2
+with a pad token of its own, held-out perplexity per domain against a unigram model,
+and an SLM built on it through SLMTask (the OTReg blank is the pad embedding)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from recipe_helpers import load_local
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs2/fleurs_otreg/asr1"
+TRAIN = ["今天天气很好", "我们去公园散步", "这家店的菜很好吃", "服务态度非常好", "价格有点贵"] * 8
+HELD_IN = ["今天的菜很好吃", "我们去店里"]
+HELD_OUT = ["你叫什么名字", "我不知道"]
+
+
+def _write(path: Path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm")
+    mod = load_local(RECIPE, "pretrain_llm")
+    text = _write(tmp / "train.txt", TRAIN)
+    held = [f"review={_write(tmp / 'in.txt', HELD_IN)}", f"dialogue={_write(tmp / 'out.txt', HELD_OUT)}"]
+    common = ["--text", str(text), "--hidden_size", "32", "--num_layers", "1", "--num_heads",
+              "2", "--batch_size", "8", "--context", "64", "--extra_chars", "Transcript: "]
+    for h in held:
+        common += ["--heldout", h]
+    mod.main(common + ["--out", str(tmp / "trained"), "--epochs", "20", "--lr", "1e-2"])
+    mod.main(common + ["--out", str(tmp / "untrained"), "--epochs", "0"])
+    return mod, tmp
+
+
+def test_saved_lm_loads_with_its_own_pad_token(lms):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, tmp = lms
+    tok = AutoTokenizer.from_pretrained(tmp / "trained")
+    model = AutoModelForCausalLM.from_pretrained(tmp / "trained")
+    assert tok.pad_token_id != tok.eos_token_id and tok.pad_token == "<|pad|>"
+    assert model.config.pad_token_id == tok.pad_token_id
+    ids = tok("今天天气很好", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 6 and tok.decode(ids) == "今天天气很好"
+    assert tok.decode(tok("Transcript: ", add_special_tokens=False)["input_ids"]) == "Transcript: "
+    assert tok.decode(tok("龍", add_special_tokens=False)["input_ids"]) == "龍"  # bytes: no unk
+
+
+def test_perplexity_per_domain_against_unigram(lms):
+    _, tmp = lms
+    trained = json.loads((tmp / "trained/pretrain.json").read_text(encoding="utf-8"))
+    untrained = json.loads((tmp / "untrained/pretrain.json").read_text(encoding="utf-8"))
+    assert set(trained["final"]["heldout"]) == {"review", "dialogue"}
+    assert len(trained["history"]) == 20 and untrained["final"]["epoch"] == 0
+    r, u = trained["final"]["heldout"]["review"], untrained["final"]["heldout"]["review"]
+    # training text learnt: below the untrained LM and below the unigram model in-domain
+    assert r["ppl"] < u["ppl"] and r["ppl"] < r["unigram_ppl"]
+    assert r["unigram_ppl"] == pytest.approx(u["unigram_ppl"])  # same positions, same model
+    assert r["tokens"] == sum(len(s) for s in HELD_IN)  # characters + eos, minus the first
+
+
+def test_a_heldout_sentence_in_the_training_text_stops_it(lms, tmp_path):
+    mod, _ = lms
+    text = _write(tmp_path / "t.txt", TRAIN)
+    held = _write(tmp_path / "h.txt", [TRAIN[0]])
+    with pytest.raises(SystemExit, match="held-out set 'x'.*in the training text"):
+        mod.main(["--text", str(text), "--heldout", f"x={held}", "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+def test_slm_builds_on_it_with_the_pad_blank(lms, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slm"))
+    from slm_helpers import build_tiny_dirs, task_args
+
+    from espnet_otreg.tasks.slm import SLMTask
+
+    _, tmp = lms
+    _, whisper = build_tiny_dirs(tmp_path)
+    model = SLMTask.build_model(task_args(tmp / "trained", whisper, phase=2, lambda_ot=0.3))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp / "trained")
+    assert model.pad_token_id == tok.pad_token_id != model.eos_token_id
+    assert torch.equal(model.llm.get_input_embeddings().weight[model.pad_token_id],
+                       model.llm.get_input_embeddings().weight[tok.pad_token_id])
