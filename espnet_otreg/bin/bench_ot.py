@@ -173,6 +173,23 @@ def pot_fgw_backward(pairs):
     total.backward()
 
 
+def pot_fgw_rows(row, key, prefix, pairs_t, backward, ref, kind="", warm_tol=False):
+    """The POT rows of an FGW table: its per-pair loop on numpy inputs (fixed
+    iterations, and inner problems to FGW_TOL, also with POT's warm start if
+    ``warm_tol``) and on torch inputs, forward and ``backward``."""
+    pairs_np = numpy_pairs(pairs_t)
+    name = f"{prefix}POT entropic FGW"
+    row(key, f"{name} (numpy), {kind}loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        lambda: pot_fgw(pairs_np), None, as_torch(pot_fgw(pairs_np)), ref)
+    for warm in (False, True) if warm_tol else (False,):
+        run = lambda w=warm: pot_fgw(pairs_np, FGW_INNER_MAX, FGW_TOL, warmstart=w)  # noqa: E731
+        row(f"{key}_tol{'_warm' if warm else ''}",
+            f"{name} (numpy), {kind}loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}"
+            + (" (warmstart=True)" if warm else ""), run, plans=as_torch(run()), ref=ref)
+    row(f"{key}_torch", f"{name} (torch), {kind}loop over pairs, {FGW_OUTER}x{FGW_INNER}",
+        lambda: pot_fgw(pairs_t), backward, as_torch(pot_fgw(pairs_t)), ref)
+
+
 def as_torch(plans):
     return [torch.from_numpy(p) if not torch.is_tensor(p) else p.cpu() for p in plans]
 
@@ -300,22 +317,11 @@ def run_fgw(row, batch, same, with_pot):
     if not with_pot:
         return
 
-    pairs_t = pot_pairs(batch, C, Cx, Cy)
-    pairs_np = numpy_pairs(pairs_t)
-
     def pot_bwd():
         x, y = leaf_features(batch)
         pot_fgw_backward(pot_pairs(batch, *problem(batch, x, y)))
 
-    row("fgw_pot", f"POT entropic FGW (numpy), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        lambda: pot_fgw(pairs_np), None, as_torch(pot_fgw(pairs_np)), ref)
-    for warm in (False, True):
-        run = lambda w=warm: pot_fgw(pairs_np, FGW_INNER_MAX, FGW_TOL, warmstart=w)  # noqa: E731
-        row(f"fgw_pot_tol{'_warm' if warm else ''}",
-            f"POT entropic FGW (numpy), loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}"
-            + (" (warmstart=True)" if warm else ""), run, plans=as_torch(run()), ref=ref)
-    row("fgw_pot_torch", f"POT entropic FGW (torch), loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        lambda: pot_fgw(pairs_t), pot_bwd, as_torch(pot_fgw(pairs_t)), ref)
+    pot_fgw_rows(row, "fgw_pot", "", pot_pairs(batch, C, Cx, Cy), pot_bwd, ref, warm_tol=True)
 
     s_C, s_Cx, s_Cy = problem(same)
     s_ref = unpad(fused_gromov_wasserstein(s_C.double(), s_Cx.double(), s_Cy.double(),
@@ -376,21 +382,13 @@ def run_windowed(row, batch, device, with_pot):
         ours_dense, plans=unpad(ours_dense().plan, batch), ref=refs["zero"])
     if not with_pot:
         return
-    pairs_t = pot_pairs(batch, C, Dx, Dy)
-    pairs_np = numpy_pairs(pairs_t)
 
     def pot_bwd():
         x, y = leaf_features(batch)
         pot_fgw_backward(pot_pairs(batch, *problem_windowed(batch, x, y, banded=False)))
 
-    row("fgw_ws_pot", f"ws={WS}: POT entropic FGW (numpy), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        lambda: pot_fgw(pairs_np), None, as_torch(pot_fgw(pairs_np)), refs["zero"])
-    tol_run = lambda: pot_fgw(pairs_np, FGW_INNER_MAX, FGW_TOL)  # noqa: E731
-    row("fgw_ws_pot_tol",
-        f"ws={WS}: POT entropic FGW (numpy), dense, loop, {FGW_OUTER} outer, inner to tol {FGW_TOL:g}",
-        tol_run, plans=as_torch(tol_run()), ref=refs["zero"])
-    row("fgw_ws_pot_torch", f"ws={WS}: POT entropic FGW (torch), dense, loop over pairs, {FGW_OUTER}x{FGW_INNER}",
-        lambda: pot_fgw(pairs_t), pot_bwd, as_torch(pot_fgw(pairs_t)), refs["zero"])
+    pot_fgw_rows(row, "fgw_ws_pot", f"ws={WS}: ", pot_pairs(batch, C, Dx, Dy), pot_bwd,
+                 refs["zero"], kind="dense, ")
 
 
 def run_costs(row, batch, device):

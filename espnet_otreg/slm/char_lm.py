@@ -72,14 +72,16 @@ def build_char_tokenizer(chars: Iterable[str], model_max_length: int = 512,
 
 def build_causal_lm(tokenizer, hidden_size: int = 256, num_layers: int = 4,
                     num_heads: int = 4, num_kv_heads: int = 2,
-                    max_position_embeddings: int = 512, seed: int = 0):
+                    max_position_embeddings: int = 512, seed: int = 0,
+                    intermediate_size: Optional[int] = None):
     """A randomly initialised ``Qwen2ForCausalLM`` over ``tokenizer``'s vocabulary
-    (tied input/output embeddings), its eos and pad ids taken from the tokenizer."""
+    (tied input/output embeddings, MLP width ``intermediate_size``, default 4 x
+    hidden), its eos and pad ids taken from the tokenizer."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size,
-        intermediate_size=4 * hidden_size, num_hidden_layers=num_layers,
+        intermediate_size=intermediate_size or 4 * hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

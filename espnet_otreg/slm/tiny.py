@@ -44,7 +44,9 @@ def build_tiny_llm(
         ``out_dir`` as a Path.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
+
+    from espnet_otreg.slm.char_lm import build_causal_lm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,24 +66,9 @@ def build_tiny_llm(
     fast.model_max_length = max_position_embeddings
     fast.save_pretrained(out_dir)
 
-    config = Qwen2Config(
-        vocab_size=len(fast),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        bos_token_id=None,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.generation_config.pad_token_id = fast.pad_token_id
+    model = build_causal_lm(fast, hidden_size, num_layers, num_heads=4, num_kv_heads=2,
+                            max_position_embeddings=max_position_embeddings, seed=seed,
+                            intermediate_size=2 * hidden_size)
     model.save_pretrained(out_dir)
     return out_dir
 
