@@ -359,7 +359,7 @@ class GMOTAligner(torch.nn.Module):
             cost, c_h, c_z, h_mask, z_mask,
             alpha=c.alpha, epsilon=epsilon, tau=c.tau, max_iter=c.max_iter,
             inner_max_iter=c.inner_max_iter, tol=c.tol, grad=c.grad, early_stop=c.early_stop,
-            ws=None if c.ws is None else (c.ws[0] if c.ws[0] == c.ws[1] else c.ws),
+            ws=c.ws,  # (frames, tokens), as the OT library takes it
             window_mode=c.window_mode if banded else "zero",
         )
         plan = res.plan

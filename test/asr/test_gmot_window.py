@@ -43,7 +43,7 @@ def test_windowed_aligner_is_banded_and_matches_the_dense_plan(tau, monkeypatch)
     monkeypatch.setattr(ot, "fused_gromov_wasserstein", spy)
     out = al(h, hm, z, zm)
     monkeypatch.undo()
-    assert seen == [((3, 20, 5), (3, 7, 5), 2, "zero")]
+    assert seen == [((3, 20, 5), (3, 7, 5), (2, 2), "zero")]  # (frames, tokens)
     ref = _dense_reference(al, h, hm, z, zm)
     torch.testing.assert_close(out.plan, ref.plan, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.result.value_quadratic, ref.value_quadratic, atol=1e-6, rtol=0)

@@ -75,12 +75,13 @@ def test_slm_builds_on_it_with_the_pad_blank(lms, tmp_path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slm"))
-    from slm_helpers import build_tiny_dirs, task_args
+    from slm_helpers import task_args
 
+    from espnet_otreg.slm.tiny import build_tiny_whisper
     from espnet_otreg.tasks.slm import SLMTask
 
     _, tmp = lms
-    _, whisper = build_tiny_dirs(tmp_path)
+    whisper = build_tiny_whisper(tmp_path / "whisper")
     model = SLMTask.build_model(task_args(tmp / "trained", whisper, phase=2, lambda_ot=0.3))
     from transformers import AutoTokenizer
 
