@@ -207,7 +207,7 @@ def _stabilized_sinkhorn(k: Kernel, u, v, progress: Progress, max_iter, check_ev
             steps = _steps_to_next_check(it, check_every, max_iter, check_early)
             s_u, s_v, rows, error = _scaling_steps(E, s_u, s_v, rows, steps)
             it += steps
-            done = it >= max_iter
+            done, converged = it >= max_iter, False
             if early_stop:
                 progress.record(it, error)
                 safe, converged = _safe_and_converged(E, s_u, s_v, error, progress.tol)

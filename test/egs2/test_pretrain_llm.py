@@ -87,5 +87,23 @@ def test_slm_builds_on_it_with_the_pad_blank(lms, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tmp / "trained")
     assert model.pad_token_id == tok.pad_token_id != model.eos_token_id
-    assert torch.equal(model.llm.get_input_embeddings().weight[model.pad_token_id],
-                       model.llm.get_input_embeddings().weight[tok.pad_token_id])
+    # the OTReg blank anchor is the pad embedding, a row of its own (not eos's)
+    import espnet_otreg.slm.espnet_model as em
+
+    seen = {}
+
+    def spy(*args, blank=None, **kw):
+        seen["blank"] = blank
+        raise StopIteration  # enough: the anchor is what we wanted to see
+
+    W = model.llm.get_input_embeddings().weight
+    z, lens = torch.randn(1, 4, W.shape[1]), torch.tensor([4])
+    text = torch.tensor([[tok.convert_tokens_to_ids(tok.tokenize("今")[0])]])
+    orig, em.otreg_loss = em.otreg_loss, spy
+    try:
+        with pytest.raises(StopIteration):
+            model.otreg(z, lens, text, torch.tensor([1]))
+    finally:
+        em.otreg_loss = orig
+    assert torch.equal(seen["blank"], W[tok.pad_token_id])
+    assert not torch.equal(seen["blank"], W[tok.eos_token_id])

@@ -49,6 +49,7 @@ def test_decoding_layout_has_no_text_or_labels():
     ids, labels = token_ids(lay, torch.tensor([[1]]), torch.tensor([[4]]), PAD, EOS)
     assert labels is None and ids.tolist() == [[1, PAD, PAD, 4]]
     assert not lay.in_text.any() and lay.in_speech.tolist() == [[False, True, True, False]]
+    assert not lay.is_eos.any()
 
 
 def test_speech_rows_put_each_frame_at_its_position():

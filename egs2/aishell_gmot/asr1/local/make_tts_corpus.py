@@ -61,6 +61,8 @@ VOICES = {
     "dev": [("m2", 40, 160), ("f3", 65, 172)],
     "test": [("m4", 55, 168), ("f1", 62, 158)],
 }
+
+
 def segment(text: str, rng: np.random.Generator) -> str:
     """Spaces between pseudo-words of 1-3 characters (AISHELL transcripts are word-
     segmented; the recipe removes the spaces for character units)."""

@@ -18,14 +18,14 @@ across domains (a sentence belongs to the first domain that has it), shuffled wi
     speech/train.txt, speech/dev.txt     the training domain
     speech/test.txt                      in-domain test
     speech/test_<domain>.txt             one text-shifted test set per other domain
-    lm/train.txt                         every other sentence of every domain ...
+    lm/train.txt                         all remaining sentences of every domain ...
     lm/heldout_<domain>.txt              ... but these (LM perplexity per domain)
     text.json                            sources, counts, and what the checks removed
 
-The LM text loses every sentence equal to, or containing, a dev or test sentence; the
-speech training text loses those equal to one. Then both are checked again by exact
-match (the script stops if any is left), so that neither the LLM nor the encoder has
-seen a test sentence.
+The LM text and the speech training text lose every sentence that contains a dev or
+test sentence (sentences are unique across sets, so none is equal to one). Then both,
+and the LM held-out sets, are checked again by exact match (the script stops if any is
+left): neither the LLM nor the encoder has seen a dev or test sentence.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def split(domains: Dict[str, List[str]], args) -> Dict[str, Dict[str, List[str]]
         lm_rest += pieces[start:]
     evaluated = {s for k, v in speech.items() if k != "train" for s in v}
     lengths = sorted({len(s) for s in evaluated})
-    removed = {"lm_equal": 0, "lm_contains": 0, "train_equal": 0}
+    removed = {"lm_equal": 0, "lm_contains": 0, "train_contains": 0}
     lm_train = []
     for s in lm_rest:
         if s in evaluated:
@@ -96,8 +96,8 @@ def split(domains: Dict[str, List[str]], args) -> Dict[str, Dict[str, List[str]]
             removed["lm_contains"] += 1
         else:
             lm_train.append(s)
-    train = [s for s in speech["train"] if s not in evaluated]
-    removed["train_equal"] = len(speech["train"]) - len(train)
+    train = [s for s in speech["train"] if not contains_any(s, evaluated, lengths)]
+    removed["train_contains"] = len(speech["train"]) - len(train)
     speech["train"] = train
     lm = {"train": lm_train, **heldout}
     # The guarantee, checked on what is written: no dev/test sentence is read by the LM

@@ -87,6 +87,10 @@ def main(argv=None) -> None:
                    help="training text, one sentence per line (several files: all of them)")
     p.add_argument("--heldout", action="append", default=[], metavar="NAME=FILE",
                    help="a held-out text domain, scored every epoch (repeatable)")
+    p.add_argument("--vocab_text", type=Path, nargs="*", default=[],
+                   help="more text whose characters get a token (not trained on): e.g. "
+                        "the speech sets, so that a character only dev/test has is one "
+                        "token, as in a real LLM's vocabulary")
     p.add_argument("--extra_chars", default="",
                    help="characters the vocabulary must have besides the text's (e.g. "
                         "those of the prompt)")
@@ -119,10 +123,12 @@ def main(argv=None) -> None:
                              f"'{name}' ({path}) are in the training text, e.g. {leaked[0]!r}")
     if not train:
         raise SystemExit(f"pretrain_llm.py: no sentence in {', '.join(map(str, args.text))}")
-    chars = "".join(train) + "".join("".join(v) for v in heldout.values()) + args.extra_chars
+    chars = ("".join(train) + "".join("".join(v) for v in heldout.values())
+             + "".join("".join(read_lines(f)) for f in args.vocab_text) + args.extra_chars)
     tokenizer = build_char_tokenizer(chars, model_max_length=args.context)
     model = build_causal_lm(tokenizer, args.hidden_size, args.num_layers, args.num_heads,
-                            num_kv_heads=max(1, args.num_heads // 2),
+                            num_kv_heads=args.num_heads // 2 if args.num_heads % 2 == 0
+                            else args.num_heads,
                             max_position_embeddings=args.context, seed=args.seed)
     V, pad = len(tokenizer), tokenizer.pad_token_id
     ids = encode(tokenizer, train, args.max_len)
@@ -168,7 +174,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(args.out)
     model.save_pretrained(args.out)
-    conf = {k: ([str(x) for x in v] if isinstance(v, list) and k == "text" else
+    conf = {k: ([str(x) for x in v] if k in ("text", "vocab_text") else
                 str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (args.out / "pretrain.json").write_text(json.dumps(dict(
         conf, vocab_size=V, parameters=n_params, train_sentences=len(train),
