@@ -104,6 +104,7 @@ def main(argv=None) -> None:
     p.add_argument("--max_len", type=int, default=64, help="characters per sentence at most")
     p.add_argument("--context", type=int, default=512, help="the LM's context length")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log_every", type=int, default=200, help="steps between progress logs")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -166,6 +167,10 @@ def main(argv=None) -> None:
             sched.step()
             k = float((labels[:, 1:] != -100).sum())
             total, n_tok = total + loss.item() * k, n_tok + k
+            step = i // args.batch_size + 1
+            if step % args.log_every == 0:
+                logging.info(f"epoch {epoch}, step {step}/{(len(ids) + args.batch_size - 1) // args.batch_size}: "
+                             f"train loss {total / n_tok:.3f} ({time.time() - t0:.0f} s)")
         history.append(dict(epoch=epoch, train_loss=total / n_tok, heldout=scores()))
         logging.info(f"epoch {epoch}: train loss {total / n_tok:.3f}; held-out perplexity "
                      + ", ".join(f"{k} {v['ppl']:.1f} (unigram {v['unigram_ppl']:.1f})"
