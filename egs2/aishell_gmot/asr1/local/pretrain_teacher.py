@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from espnet_otreg.data.text_corpora import read_sentences as read_lines
+
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -91,10 +93,6 @@ def unigram(ids, vocab_size):
     counts = torch.bincount(ids[ids >= len(SPECIAL)], minlength=vocab_size).double() + 1.0
     counts[: len(SPECIAL)] = 0.0
     return (counts / counts.sum()).log()
-
-
-def read_lines(path: Path) -> list:
-    return [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
 
 
 def main(argv=None) -> None:

@@ -38,6 +38,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from espnet_otreg.data.synth import Voice, utterance
+from espnet_otreg.data.text_corpora import read_sentences
 
 LANG = "cmn_hans_cn"  # FLEURS's code for Mandarin: the prompt names the language from it
 VOICES = {
@@ -133,8 +134,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     speech = args.text / "speech"
-    sets = {f.stem: [s.strip() for s in f.read_text(encoding="utf-8").splitlines() if s.strip()]
-            for f in sorted(speech.glob("*.txt"))}
+    sets = {f.stem: read_sentences(f) for f in sorted(speech.glob("*.txt"))}
     missing = {"train", "dev", "test"} - set(sets)
     if missing:
         raise SystemExit(f"make_otreg_corpus.py: {speech} has no {', '.join(sorted(missing))}"

@@ -35,11 +35,8 @@ from typing import Dict, List
 
 import torch
 
+from espnet_otreg.data.text_corpora import read_sentences as read_lines
 from espnet_otreg.slm.char_lm import build_causal_lm, build_char_tokenizer
-
-
-def read_lines(path: Path) -> List[str]:
-    return [s.strip() for s in Path(path).read_text(encoding="utf-8").splitlines() if s.strip()]
 
 
 def encode(tokenizer, sents: List[str], max_len: int) -> torch.Tensor:
