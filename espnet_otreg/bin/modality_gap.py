@@ -11,7 +11,8 @@ On each utterance of the data dir (wav.scp, text, optional utt2lang), with ``z``
 projector outputs and ``e`` the LLM input embeddings of the transcript tokens:
 
 - ``ot_cost``: the OTReg loss ``<P*, C>`` with the model's OT options (cost, epsilon,
-  de-duplication, blank anchor), mean over utterances;
+  de-duplication, blank anchor), mean over utterances; ``--ot_cost`` etc. measure every
+  model with one setting instead, so that models trained with other options compare;
 - ``matched_cos``: plan-weighted cosine of matched (speech frame, target) pairs;
 - ``retrieval_r1`` / ``retrieval_r5``: utterance-level speech-to-text retrieval: the
   mean-pooled ``z`` of each utterance against the mean-pooled ``e`` of every transcript
@@ -47,7 +48,36 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--log_level", default="INFO")
+    # One OT setting for every model compared (a base model trained with lambda_ot 0
+    # and an OTReg model with the cosine cost are then measured alike); default: the
+    # model's own options.
+    p.add_argument("--ot_cost", choices=("sqeuclidean", "cosine"), default=None)
+    p.add_argument("--ot_epsilon", type=float, default=None)
+    p.add_argument("--ot_loss_scale", choices=("raw", "normalized"), default=None)
+    p.add_argument("--ot_blank", type=str2bool, default=None)
+    p.add_argument("--ot_dedup", type=str2bool, default=None)
     return p
+
+
+def str2bool(v: str) -> bool:
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def set_ot_options(model, args) -> dict:
+    """Override the model's OT options with the given ones; returns the options used."""
+    for key in ("cost", "epsilon", "loss_scale"):
+        value = getattr(args, f"ot_{key}")
+        if value is not None:
+            model.ot_conf[key] = value
+    for key in ("blank", "dedup"):
+        value = getattr(args, f"ot_{key}")
+        if value is not None:
+            setattr(model, f"ot_{key}", value)
+    return dict(model.ot_conf, blank=model.ot_blank, dedup=model.ot_dedup)
 
 
 @torch.no_grad()
@@ -135,6 +165,7 @@ def main(cmd=None):
         args.slm_train_config, args.slm_model_file, device
     )
     model.eval()
+    ot_options = set_ot_options(model, args)
     data = Path(args.data_dir)
     triples = [(str(data / "wav.scp"), "speech", "sound"), (str(data / "text"), "text", "text")]
     if (data / "utt2lang").exists():
@@ -163,6 +194,7 @@ def main(cmd=None):
         retrieval_r5=r5,
         chance_r1=1.0 / len(rows),
         ot_cost_fn=model.ot_conf["cost"],
+        ot_options=ot_options,
     )
     langs = {}
     if (data / "utt2lang").exists():

@@ -65,12 +65,15 @@ phase1_config=conf/train_slm_phase1.yaml
 asr_config=conf/train_slm_otreg.yaml   # phase 2: picks the system
 inference_config=conf/decode_slm.yaml
 phase1_model=valid.acc.ave.pth        # phase-1 checkpoint phase 2 starts from
+phase1_tag=           # exp/slm_<phase1_tag>; default: the phase-1 config's name (one per
+                      # seed when phase 1 is seeded too: --asr_args "--seed 1")
 inference_asr_model=valid.acc.ave.pth
 asr_tag=              # exp/slm_<asr_tag>; default: the config's name
 asr_args=             # extra options for slm_train (as asr.sh's --asr_args; e.g. multi-node)
 inference_args=       # extra arguments for slm_inference
 batch_size=16         # decoding batch size
 modality_gap=true     # stage 13: also the modality-gap report
+modality_gap_args=    # e.g. "--ot_cost sqeuclidean": every model measured with one OT setting
 english_normalizer=basic  # stage 13: basic, or whisper (Whisper's EnglishTextNormalizer for en_*)
 datadir=data
 dumpdir=dump
@@ -113,7 +116,7 @@ if [ -z "${test_sets}" ]; then
         test_sets="${test_sets} ${cross_name}"
     fi
 fi
-phase1_tag=$(basename "${phase1_config}" .yaml)
+[ -n "${phase1_tag}" ] || phase1_tag=$(basename "${phase1_config}" .yaml)
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 phase1_exp=${expdir}/slm_${phase1_tag}
 asr_exp=${expdir}/slm_${asr_tag}
@@ -262,7 +265,8 @@ if stage_on 13; then
             log "Stage 13: modality gap on ${dset} -> ${asr_exp}/modality_gap/${dset}"
             "${PYTHON}" -m espnet_otreg.bin.modality_gap --slm_train_config "${asr_exp}/config.yaml" \
                 --slm_model_file "${asr_exp}/${inference_asr_model}" --data_dir "${data_feats}/${dset}" \
-                --output_dir "${asr_exp}/modality_gap/${dset}" > "${asr_exp}/modality_gap_${dset}.log" 2>&1 \
+                --output_dir "${asr_exp}/modality_gap/${dset}" ${modality_gap_args} \
+                > "${asr_exp}/modality_gap_${dset}.log" 2>&1 \
                 || { tail -5 "${asr_exp}/modality_gap_${dset}.log" >&2; die "modality gap failed: see ${asr_exp}/modality_gap_${dset}.log"; }
         fi
     done
