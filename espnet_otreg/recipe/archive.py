@@ -38,19 +38,22 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def run_files(run: Path, score_file: str) -> List[Path]:
+def run_files(run: Path, score_file: str, keep: Sequence[str] = ()) -> List[Path]:
     """The files of one run directory that an archive keeps: its training logs (the
-    current one, those run.sh rotated, the log before a resume) and its score files."""
+    current one, those run.sh rotated, the log before a resume), its score files, and
+    the files matching the globs ``keep`` (relative to the run directory)."""
     logs = sorted(run.glob("train*.log"))
     scores = sorted(run.glob(f"*/*/{score_file}"))
-    return logs + scores
+    kept = sorted({f for g in keep for f in run.glob(g) if f.is_file()} - set(logs) - set(scores))
+    return logs + scores + kept
 
 
 def archive_runs(exp: Path, patterns: Sequence[str], out: Path, score_file: str,
-                 extra: Iterable[Path] = ()) -> List[str]:
+                 extra: Iterable[Path] = (), keep: Sequence[str] = ()) -> List[str]:
     """Write ``out`` (``.tar.gz``) with, for each run directory of ``exp`` matching one of
     ``patterns`` (globs), the epoch lines of its logs and its score files, under
-    ``exp/<run>/...``; ``extra`` files go in whole under their last three path parts
+    ``exp/<run>/...`` (and the files of each run matching the globs ``keep``, e.g.
+    ``"*/*/score/per_utt.txt"``); ``extra`` files go in whole under their last three path parts
     (``tts/teachers/base/pretrain.json`` as ``teachers/base/pretrain.json``). Returns the run names; a pattern that matches no
     run is an error (a typo would otherwise archive nothing)."""
     exp = Path(exp)
@@ -67,7 +70,7 @@ def archive_runs(exp: Path, patterns: Sequence[str], out: Path, score_file: str,
                                                filename="") as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
         for run in runs:
-            files = run_files(run, score_file)
+            files = run_files(run, score_file, keep)
             if not any(f.name.endswith(".log") for f in files):
                 logging.warning(f"{run}: no training log")
             for f in files:
@@ -93,11 +96,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--runs", nargs="+", required=True, help="run directory globs")
     p.add_argument("--extra", nargs="*", type=Path, default=[],
                    help="more files kept whole (e.g. teachers/<name>/pretrain.json)")
+    p.add_argument("--keep", nargs="*", default=[],
+                   help="more files of each run, globs relative to it (per-utterance scores, "
+                   "modality-gap reports)")
     p.add_argument("--out", type=Path, required=True, help="the .tar.gz to write")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     info = RecipeInfo.load(args.recipe_dir)
-    names = archive_runs(args.exp, args.runs, args.out, info.score_file, args.extra)
+    names = archive_runs(args.exp, args.runs, args.out, info.score_file, args.extra, args.keep)
     print(f"{args.out}: {len(names)} runs")
 
 

@@ -40,6 +40,7 @@ from espnet_otreg.bin.sweep import read_scores
 from espnet_otreg.recipe.info import RecipeInfo
 from espnet_otreg.recipe.seeds import mean_std
 from espnet_otreg.recipe.seeds import paired_t as t_test
+from espnet_otreg.recipe.trainlog import run_curve
 
 RUN = re.compile(r"^asr_sweep_(?P<name>.+)_seed(?P<seed>\d+)$")
 RECIPE = RecipeInfo.load(Path(__file__).resolve().parents[1])  # this recipe's score layout
@@ -50,41 +51,6 @@ def length_tag(name: str) -> str:
     """The training-length suffix of a system name ("" for the config's own length)."""
     m = LENGTH.search(name)
     return m.group(0) if m else ""
-VALID = re.compile(r"(\d+)epoch results: .*?\[valid\] (.*)$")
-
-
-def valid_curve(train_log: Path) -> Dict[int, Dict[str, float]]:
-    """Per epoch, the validation stats the ESPnet trainer logged (``[valid] k=v, ...``)."""
-    out = {}
-    if not train_log.is_file():
-        return out
-    for line in train_log.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = VALID.search(line)
-        if not m:
-            continue
-        stats = {}
-        for kv in m.group(2).split(", "):
-            k, _, v = kv.partition("=")
-            try:
-                stats[k] = float(v)
-            except ValueError:
-                pass
-        out[int(m.group(1))] = stats
-    return out
-
-
-def run_curve(exp: Path) -> List[Dict[str, float]]:
-    """A run's validation stats, epoch 1 on, from all its logs: a resumed run's first
-    epochs (``train.before_resume.log``, local/run_tts_ablations.sh "long"), the logs
-    run.sh rotated on a rerun (``train.<n>.log``, older for larger n), then
-    ``train.log``; a later log wins for an epoch that two logs have."""
-    rotated = sorted(exp.glob("train.[0-9]*.log"), key=lambda p: -int(p.name.split(".")[1]))
-    by_epoch: Dict[int, Dict[str, float]] = {}
-    for log in [exp / "train.before_resume.log", *rotated, exp / "train.log"]:
-        by_epoch.update(valid_curve(log))
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def collect(exp: Path, sets: List[str]) -> Dict[str, Dict[int, dict]]:
     runs: Dict[str, Dict[int, dict]] = defaultdict(dict)
     for d in sorted(exp.glob("asr_sweep_*_seed*")):
