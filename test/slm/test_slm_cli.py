@@ -132,3 +132,25 @@ def test_slm_inference_reads_a_decoding_config(tmp_path):
     conf.write_text("beam: 3\n")
     with pytest.raises(SystemExit):
         get_parser().parse_args(base)
+
+
+def test_modality_gap_measures_every_model_with_the_given_ot_setting():
+    """--ot_cost etc. replace the model's own OT options (a base model trained with
+    other options is measured alike); without them the model's options stay."""
+    from types import SimpleNamespace
+
+    from espnet_otreg.bin.modality_gap import get_parser, set_ot_options
+
+    model = SimpleNamespace(ot_conf=dict(cost="cosine", epsilon=0.5, loss_scale="normalized",
+                                         tau=None), ot_blank=False, ot_dedup=True)
+    base = ["--slm_train_config", "c", "--data_dir", "d", "--output_dir", "o"]
+    kept = set_ot_options(model, get_parser().parse_args(base))
+    assert kept == dict(cost="cosine", epsilon=0.5, loss_scale="normalized", tau=None,
+                        blank=False, dedup=True)
+    args = get_parser().parse_args(base + ["--ot_cost", "sqeuclidean", "--ot_epsilon", "0.1",
+                                           "--ot_loss_scale", "raw", "--ot_blank", "true"])
+    used = set_ot_options(model, args)
+    assert used["cost"] == model.ot_conf["cost"] == "sqeuclidean"
+    assert (used["epsilon"], used["loss_scale"], model.ot_blank, model.ot_dedup) == (0.1, "raw", True, True)
+    with pytest.raises(SystemExit):
+        get_parser().parse_args(base + ["--ot_blank", "maybe"])

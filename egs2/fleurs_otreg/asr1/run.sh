@@ -78,6 +78,7 @@ english_normalizer=basic  # stage 13: basic, or whisper (Whisper's EnglishTextNo
 datadir=data
 dumpdir=dump
 expdir=exp
+results_md=           # stage 13 table (default: RESULTS.md; mini/RESULTS.md with --mini)
 skip_upload_hf=true   # stage 16: false uploads the folder to --hf_repo
 hf_repo=              # e.g. your-name/fleurs_otreg_slm (token: $HF_TOKEN only)
 hf_public=false       # create the Hub repository public (default: private)
@@ -103,10 +104,11 @@ if is_true "${mini}"; then
     nj=$(( nj > 2 ? 2 : nj )); inference_nj=$(( inference_nj > 2 ? 2 : inference_nj ))
 fi
 ngpu=$(resolve_ngpu "${ngpu}")
-results_md=RESULTS.md; dataset_name=FLEURS; hf_dataset=google/fleurs
+_results_md=RESULTS.md; dataset_name=FLEURS; hf_dataset=google/fleurs
 if is_true "${mini}"; then
-    results_md="${mini_dir}/RESULTS.md"; dataset_name="FLEURS mini (synthetic)"; hf_dataset=
+    _results_md="${mini_dir}/RESULTS.md"; dataset_name="FLEURS mini (synthetic)"; hf_dataset=
 fi
+results_md=${results_md:-${_results_md}}
 
 train_set=train
 valid_set=dev
