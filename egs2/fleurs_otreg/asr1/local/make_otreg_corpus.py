@@ -124,9 +124,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--snr_low", type=float, default=20.0)
     p.add_argument("--snr_high", type=float, default=30.0)
-    p.add_argument("--shift_rate", type=float, default=1.3,
+    # Pilot (2026-12-02, the CTC syllable encoder, 100 test sentences; in-domain 5.6 %
+    # syllable errors): rate 1.3 alone 12.4 %, 5-10 dB alone 48.1 %, both 69 %; rate
+    # 1.15 with 10-15 dB 21.5 %: clearly worse, far from 100 %.
+    p.add_argument("--shift_rate", type=float, default=1.15,
                    help="the acoustic shift: speaking rate x this")
-    p.add_argument("--shift_snr", type=float, nargs=2, default=[5.0, 10.0],
+    p.add_argument("--shift_snr", type=float, nargs=2, default=[10.0, 15.0],
                    help="the acoustic shift: SNR range (dB)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nj", type=int, default=2)
