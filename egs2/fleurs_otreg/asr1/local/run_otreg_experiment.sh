@@ -13,7 +13,8 @@
 #            untrained LM of the same shape (the control) -> otreg/llm_untrained
 #   encoder  the speech encoder: CTC on the training speech with the AISHELL recipe,
 #            target --encoder_target (syllable or char; local/make_encoder_data.py)
-#            -> otreg/encoder_<target>; otreg/encoder.pth links its averaged model
+#            -> otreg/encoder_<target>; otreg/encoder.pth links its averaged model and
+#            otreg/encoder_feats_stats.npz its feature statistics (global_mvn)
 #   prep     run.sh stages 3-10 on the corpus (dump, filter, tokenizer check, stats)
 #   systems  for each seed, phase 1 (its own, otreg/exp/slm_otreg_phase1_seed<s>), then
 #            each system's phase 2 from it, decoding and scoring of every test set and
@@ -125,11 +126,16 @@ if step_on encoder; then
       ${encoder_args:+--asr_args "${encoder_args}"}) > "${enc}/run.log" 2>&1 \
     || { tail -n 20 "${enc}/run.log" >&2; die "encoder training failed: see ${enc}/run.log"; }
   ln -sfn "encoder_${encoder_target}/exp/asr_train_encoder_ctc/valid.cer_ctc.ave.pth" "${work}/encoder.pth"
+  # its feature normalisation (the AISHELL recipe's global_mvn): the SLM configs read it
+  ln -sfn "encoder_${encoder_target}/exp/asr_stats_raw_zh_char_sp/train/feats_stats.npz" \
+    "${work}/encoder_feats_stats.npz"
   log "encoder: ${work}/encoder.pth -> $(readlink "${work}/encoder.pth")"
 fi
 
 if step_on prep; then
-  [ -e "${work}/encoder.pth" ] || die "no ${work}/encoder.pth: run the encoder step first"
+  for f in encoder.pth encoder_feats_stats.npz; do
+    [ -e "${work}/${f}" ] || die "no ${work}/${f}: run the encoder step first"
+  done
   ./run.sh --stage 3 --stop_stage 10 "${rec_args[@]}" >&2
 fi
 
