@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from espnet2.utils.types import str2bool
 
 from espnet_otreg.ot import lengths_to_mask
 
@@ -57,14 +58,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ot_blank", type=str2bool, default=None)
     p.add_argument("--ot_dedup", type=str2bool, default=None)
     return p
-
-
-def str2bool(v: str) -> bool:
-    if v.lower() in ("true", "1", "yes"):
-        return True
-    if v.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
 
 
 def set_ot_options(model, args) -> dict:

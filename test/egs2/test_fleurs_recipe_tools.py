@@ -86,7 +86,7 @@ def test_configs_parse_with_the_slm_task(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(RECIPE)], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("train_slm_") == 8
+    assert r.stdout.count("train_slm_") == 10  # 8 recipe + mini configs, 2 of the OTReg experiment
     assert "'lambda_ot': 0.3" in r.stdout and "'ctc_weight': 0.3" in r.stdout
 
 

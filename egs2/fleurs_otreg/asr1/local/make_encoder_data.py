@@ -35,17 +35,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from espnet_otreg.data.datadir import read_kv
+
 FILES = ("wav.scp", "utt2spk", "spk2utt")
-
-
-def read_text(path: Path) -> List[Tuple[str, str]]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        utt, _, text = line.partition(" ")
-        if not utt or not text.strip():
-            raise ValueError(f"{path}:{n}: no transcript for {utt!r}")
-        rows.append((utt, text.strip()))
-    return rows
 
 
 def syllables(utt: str, text: str) -> List[str]:
@@ -97,7 +89,7 @@ def main(argv=None) -> None:
     names = sorted(d.name for d in args.data.iterdir() if (d / "text").is_file())
     if "train" not in names:
         raise SystemExit(f"make_encoder_data.py: {args.data} has no train/text")
-    sets = {n: read_text(args.data / n / "text") for n in names}
+    sets = {n: list(read_kv(args.data / n / "text").items()) for n in names}
     symbol = None
     if args.target == "syllable":
         symbol, heard = syllable_symbols(sets)
