@@ -49,18 +49,24 @@ chatterbot_version=1.3.3
 parse_options "$@"
 
 # System -> the phase-2 overrides of conf/otreg/train_slm_phase2.yaml (OTReg,
-# sqeuclidean, lambda_ot 0.3). A system whose name ends in _untrainedlm uses the
-# untrained LM in both phases (its own phase 1).
+# sqeuclidean, lambda_ot 0.01, the whole LM trained). A system whose name ends in
+# _untrainedlm uses the untrained LM in both phases (its own phase 1).
+# lambda_ot per cost: the OT term a third to a half of the CE at the start (base, seed 0,
+# epoch 1: ot_ce_ratio 34-45 with sqeuclidean raw, so 0.01; the cosine cost is bounded by 2,
+# ratio about 0.25, so 1.0); the lambda ablations are a third and three times 0.01.
+lora="--llm_conf freeze=true --llm_conf lora.r=8 --llm_conf lora.lora_alpha=16"
+lora+=" --llm_conf lora.lora_dropout=0.05 --llm_conf lora.target_modules=[q_proj,k_proj,v_proj,o_proj]"
 declare -A system_args=(
   [base]="--model_conf lambda_ot=0"
   [ctc]="--model_conf lambda_ot=0 --model_conf ctc_weight=0.3"
   [otreg]=""
-  [otreg_cos]="--model_conf ot_cost=cosine"
+  [otreg_cos]="--model_conf ot_cost=cosine --model_conf lambda_ot=1.0"
   [otreg_noblank]="--model_conf ot_blank=false"
   [otreg_norm]="--model_conf ot_loss_scale=normalized"
-  [otreg_lambda0.1]="--model_conf lambda_ot=0.1"
-  [otreg_lambda1]="--model_conf lambda_ot=1.0"
-  [otreg_nolora]="--llm_conf lora=null"
+  [otreg_lambda0.003]="--model_conf lambda_ot=0.003"
+  [otreg_lambda0.03]="--model_conf lambda_ot=0.03"
+  [base_lora]="--model_conf lambda_ot=0 ${lora}"   # LoRA adapters, the LLM frozen (the
+  [otreg_lora]="${lora}"                            # FLEURS recipe's phase 2)
   [base_untrainedlm]="--model_conf lambda_ot=0"
   [otreg_untrainedlm]=""
 )
