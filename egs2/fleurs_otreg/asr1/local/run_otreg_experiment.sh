@@ -38,6 +38,7 @@ llm_args=                 # more local/pretrain_llm.py options (toy sizes in tes
 text_args=                # more local/make_otreg_text.py options
 corpus_args=              # more local/make_otreg_corpus.py options
 encoder_args=             # more AISHELL-recipe training options for the encoder
+encoder_test_sets=        # sets the encoder is decoded on (syllable errors); default: dev + --test_sets
 asr_args=                 # more training options for every SLM run (phases 1 and 2)
 gap_args="--ot_cost sqeuclidean --ot_epsilon 0.1 --ot_blank true --ot_dedup true --ot_loss_scale raw"
                           # the one OT setting every model's modality gap is measured with
@@ -129,7 +130,7 @@ if step_on encoder; then
       --datadir "${abs}/${enc}/data" --dumpdir "${abs}/${enc}/dump" --expdir "${abs}/${enc}/exp" \
       --results_md "${abs}/${enc}/RESULTS.md" --speed_perturb_factors 1.0 --audio_format wav \
       --asr_config "${abs}/conf/otreg/train_encoder_ctc.yaml" --ngpu 0 --nj 2 --inference_nj 1 \
-      --inference_config conf/tts/decode_ctc_greedy.yaml --test_sets "dev ${test_sets}" \
+      --inference_config conf/tts/decode_ctc_greedy.yaml --test_sets "${encoder_test_sets:-dev ${test_sets}}" \
       ${encoder_args:+--asr_args "${encoder_args}"}) > "${enc}/run.log" 2>&1 \
     || { tail -n 20 "${enc}/run.log" >&2; die "encoder training failed: see ${enc}/run.log"; }
   ln -sfn "encoder_${encoder_target}/exp/asr_train_encoder_ctc/valid.cer_ctc.ave.pth" "${work}/encoder.pth"
