@@ -17,7 +17,12 @@ projector outputs and ``e`` the LLM input embeddings of the transcript tokens:
 - ``retrieval_r1`` / ``retrieval_r5``: utterance-level speech-to-text retrieval: the
   mean-pooled ``z`` of each utterance against the mean-pooled ``e`` of every transcript
   in the set (cosine); accuracy of the own transcript ranking first / in the top 5.
-  Chance level is ``1 / n_utts``.
+  Chance level is ``1 / n_utts``;
+- ``speech_norm`` / ``text_norm``: the mean L2 norm of ``z`` (over frames) and of ``e``
+  (over tokens). The squared-Euclidean OT cost is ``|z|^2 + |e|^2 - 2 z.e``: with a
+  matched cosine near 0 it falls when ``|z|`` shrinks, so read it beside the norms
+  (a model whose cost fell while the matched cosine and retrieval stayed put has
+  matched scales, not aligned directions).
 
 Per language too when the data dir has utt2lang (OT cost, matched cosine).
 Writes ``modality_gap.json``, ``modality_gap.md`` (table) and ``modality_gap.png``
@@ -97,9 +102,11 @@ def measure(model, loader, device):
         e = model.llm.get_input_embeddings()(text.clamp_min(0)).float()
         speech_pool.append(masked_mean(z, z_lens))
         text_pool.append(masked_mean(e, t_lens))
+        z_norm, e_norm = mean_norm(z, z_lens), mean_norm(e, t_lens)
         for j, i in enumerate(idx.tolist()):
             rows.append(
-                dict(utt_id=keys[i], ot_cost=float(res.loss[j]), matched_cos=float(res.cosine[j]))
+                dict(utt_id=keys[i], ot_cost=float(res.loss[j]), matched_cos=float(res.cosine[j]),
+                     speech_norm=float(z_norm[j]), text_norm=float(e_norm[j]))
             )
     return rows, speech_pool, text_pool, skipped
 
@@ -108,6 +115,11 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the first ``lengths[b]`` rows of ``x[b]``: ``(B, L, D)`` -> ``(B, D)``."""
     mask = lengths_to_mask(lengths, x.size(1))
     return (x * mask[..., None]).sum(1) / lengths[:, None]
+
+
+def mean_norm(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean L2 norm of the first ``lengths[b]`` rows of ``x[b]``: ``(B, L, D)`` -> ``(B,)``."""
+    return masked_mean(x.norm(dim=-1, keepdim=True), lengths)[:, 0]
 
 
 def retrieval(speech_pool, text_pool, chunk: int = 1024, n_plot: int = 64):
@@ -186,6 +198,8 @@ def main(cmd=None):
         retrieval_r1=r1,
         retrieval_r5=r5,
         chance_r1=1.0 / len(rows),
+        speech_norm=float(np.mean([r["speech_norm"] for r in rows])),
+        text_norm=float(np.mean([r["text_norm"] for r in rows])),
         ot_cost_fn=model.ot_conf["cost"],
         ot_options=ot_options,
     )
@@ -225,6 +239,8 @@ def main(cmd=None):
         f"| mean matched-pair cosine | {summary['matched_cos']:.4f} |",
         f"| speech-to-text retrieval R@1 | {r1:.4f} (chance {summary['chance_r1']:.4f}) |",
         f"| speech-to-text retrieval R@5 | {r5:.4f} |",
+        f"| mean norm of speech / transcript embeddings | {summary['speech_norm']:.3f} / "
+        f"{summary['text_norm']:.3f} |",
         "",
     ]
     if len(per_lang) > 1:

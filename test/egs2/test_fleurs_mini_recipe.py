@@ -76,6 +76,7 @@ def test_every_stage_and_wer(mini_run):
         assert len(hyp) == 32
     gap = json.loads((p2 / "modality_gap/test/modality_gap.json").read_text())["summary"]
     assert gap["n_utts"] == 32 and gap["retrieval_r1"] >= 0
+    assert gap["speech_norm"] > 0 and gap["text_norm"] > 0
     assert (p2 / "modality_gap/test/modality_gap.png").stat().st_size > 1000
     assert "| en_us |" in (p2 / "modality_gap/test/modality_gap.md").read_text()
     # RESULTS.md: our numbers with their sources, baselines "-", the paper's marked.

@@ -22,8 +22,10 @@ def _run(exp: Path, name: str, seed: int, errs: dict, gap: float, decoded: bool 
     for s in SETS:
         g = d / "modality_gap" / s
         g.mkdir(parents=True)
-        (g / "modality_gap.json").write_text(json.dumps({"summary": dict(
-            matched_cos=gap, retrieval_r1=gap / 2, retrieval_r5=gap, ot_cost=1 - gap)}))
+        summary = dict(matched_cos=gap, retrieval_r1=gap / 2, retrieval_r5=gap, ot_cost=1 - gap)
+        if name != "phase1":  # a report from before the norms were measured has none
+            summary.update(speech_norm=10 * gap, text_norm=0.8)
+        (g / "modality_gap.json").write_text(json.dumps({"summary": summary}))
         if not decoded:
             continue
         sc = d / DEC / s / "score"
@@ -64,7 +66,9 @@ def test_tables_and_plots(tmp_path):
     assert "| otreg | test | 0.00 ± 0.00 | – | 3 | +0.00 [+0.00, +0.00] |" in md
     # modality gap: phase-1 rows too (no scores), one OT setting
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 |" in md
+    assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 | 0.100 ± 0.000 | 0.900 ± 0.000 | – | – | 3 |" in md
     assert gap.startswith("| otreg | test_everyday | 0.500 ± 0.000")
+    assert gap.endswith("| 5.000 ± 0.000 | 0.800 ± 0.000 | 3 |")  # speech and text norms
     assert "| otreg | 2 | 1.100 ± 0.000 | 1.500 ± 0.000 |" in md  # last validation epoch
     for png in ("cer.png", "c.png", "gap.png"):
         assert (tmp_path / png).stat().st_size > 1000

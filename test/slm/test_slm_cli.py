@@ -134,6 +134,22 @@ def test_slm_inference_reads_a_decoding_config(tmp_path):
         get_parser().parse_args(base)
 
 
+def test_mean_norm_over_the_valid_rows_only():
+    """The modality gap's embedding norms average the rows within each length; the
+    padding (here huge) never enters."""
+    import torch
+
+    from espnet_otreg.bin.modality_gap import mean_norm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4, generator=g)
+    lengths = torch.tensor([5, 2, 1])
+    for b, n in enumerate(lengths.tolist()):
+        x[b, n:] = 1e6
+    want = torch.stack([x[b, :n].norm(dim=-1).mean() for b, n in enumerate(lengths.tolist())])
+    torch.testing.assert_close(mean_norm(x, lengths), want)
+
+
 def test_modality_gap_measures_every_model_with_the_given_ot_setting():
     """--ot_cost etc. replace the model's own OT options (a base model trained with
     other options is measured alike); without them the model's options stay."""

@@ -43,7 +43,7 @@ RUN = re.compile(r"^slm_otreg_(?P<name>.+)_seed(?P<seed>\d+)$")
 RECIPE = RecipeInfo.load(Path(__file__).resolve().parents[1])
 SETS = ["test", "test_acoustic", "test_everyday", "test_everyday_acoustic",
         "test_dialogue", "test_dialogue_acoustic"]
-GAP = ("matched_cos", "retrieval_r1", "retrieval_r5", "ot_cost")
+GAP = ("matched_cos", "retrieval_r1", "retrieval_r5", "ot_cost", "speech_norm", "text_norm")
 PER_UTT = re.compile(r"^(\S+)\t\S+\terr=(\d+)/(\d+)$")
 
 
@@ -173,14 +173,15 @@ def paired_penalty_table(runs, names, ref, shifted, base_set) -> List[str]:
 
 
 def gap_table(runs, names, sets) -> List[str]:
-    lines = ["| system | set | matched cosine | R@1 | R@5 | OT cost | seeds |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| system | set | matched cosine | R@1 | R@5 | OT cost | speech norm | text norm | seeds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         for s in sets:
             g = [r["gap"][s] for r in runs[name].values() if r["gap"].get(s)]
             if not g:
                 continue
-            cells = [fmt(*mean_std([x[k] for x in g])[:2], digits=3) for k in GAP]
+            # reports written before the norms were measured have none ("–")
+            cells = [fmt(*mean_std([x[k] for x in g if k in x])[:2], digits=3) for k in GAP]
             lines.append(f"| {name} | {s} | " + " | ".join(cells) + f" | {len(g)} |")
     return lines
 
