@@ -64,6 +64,11 @@ def test_tables_and_plots(tmp_path):
     lo, hi = (float(x) for x in cells[6].split("[")[1].rstrip("]").split(","))
     assert lo <= float(cells[6].split()[0]) <= hi < 0  # bootstrap interval below 0
     assert "| otreg | test | 0.00 ± 0.00 | – | 3 | +0.00 [+0.00, +0.00] |" in md
+    # otreg as a second reference: every system still has one row per table
+    md2 = mod.main(["--exp", str(exp), "--sets", *SETS, "--ref", "base", "--ref", "otreg",
+                    "--n_boot", "50"])
+    assert md2.count("| otreg | 10.00 ± 0.00 |") == 1
+    assert "| system − otreg |" in md2
     # modality gap: phase-1 rows too (no scores), one OT setting
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 |" in md
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 | 0.100 ± 0.000 | 0.900 ± 0.000 | – | – | 3 |" in md

@@ -267,7 +267,8 @@ def plot_gap(runs, names, sets, path: Path) -> None:
 def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) -> tuple:
     runs = collect(exp, sets)
     systems = [n for n in runs if n != "phase1" and not n.startswith("phase1_")]
-    order = [n for n in (*refs, "otreg", "otreg_cos") if n in systems]
+    # each system once, references first (a reference may also be otreg itself)
+    order = [n for n in dict.fromkeys((*refs, "otreg", "otreg_cos")) if n in systems]
     names = order + sorted(n for n in systems if n not in order)
     base_set, shifted = sets[0], list(sets[1:])
     md = [f"## OTReg experiment ({exp})", "", "CER (%), mean ± sd over seeds:", "",
