@@ -79,6 +79,9 @@ install_requires = [
     "huggingface_hub>=0.24",
     # CER over grapheme clusters (\X) for scripts without spaces (th, lo, my, km, ...).
     "regex>=2023.0",
+    # Toneless syllables (the OTReg experiment's encoder targets and syllable error rate);
+    # espnet itself pins the version.
+    "pypinyin",
 ]
 
 extras_require = {

@@ -13,7 +13,8 @@ SETS = ["test", "test_everyday"]
 DEC = "decode_slm_asr_model_valid.acc.ave"
 
 
-def _run(exp: Path, name: str, seed: int, errs: dict, gap: float, decoded: bool = True):
+def _run(exp: Path, name: str, seed: int, errs: dict, gap: float, decoded: bool = True,
+         hyp: str = "我们规来"):
     d = exp / f"slm_otreg_{name}_seed{seed}"
     d.mkdir(parents=True)
     (d / "train.log").write_text(
@@ -34,7 +35,7 @@ def _run(exp: Path, name: str, seed: int, errs: dict, gap: float, decoded: bool 
         rate = 100 * sum(e) / (10 * len(e))
         (sc / "scores.json").write_text(json.dumps({"avg": round(rate, 2)}))
         (sc / "per_utt.txt").write_text("".join(
-            f"u{i}\tcmn_hans_cn\terr={x}/10\n  REF: a\n  HYP: b\n" for i, x in enumerate(e)))
+            f"u{i}\tcmn_hans_cn\terr={x}/10\n  REF: 我们归来\n  HYP: {hyp}\n" for i, x in enumerate(e)))
 
 
 def _exp(root: Path) -> Path:
@@ -42,7 +43,8 @@ def _exp(root: Path) -> Path:
     for seed in (0, 1, 2):
         # base: 1 error per utterance in-domain, 3 on the shifted set; OTReg: 1 and 2
         _run(exp, "base", seed, {"test": [1] * 20, "test_everyday": [3 + (seed == 1)] * 20}, 0.2)
-        _run(exp, "otreg", seed, {"test": [1] * 20, "test_everyday": [2] * 19 + [seed]}, 0.5)
+        _run(exp, "otreg", seed, {"test": [1] * 20, "test_everyday": [2] * 19 + [seed]}, 0.5,
+             hyp="你们规来")
         _run(exp, "phase1", seed, {}, 0.1, decoded=False)
     return exp
 
@@ -55,6 +57,11 @@ def test_tables_and_plots(tmp_path):
                    "--gap_plot", str(tmp_path / "gap.png")])
     assert "| base | 10.00 ± 0.00 | 33.33 ± 5.77 | 3 |" in md
     assert "| otreg | 10.00 ± 0.00 |" in md
+    # syllable error rate from the transcripts: base's 规 for 归 is a homophone (no error),
+    # OTReg's 你 for 我 is not (1 of 4 syllables)
+    ser = md.split("Syllable error rate")[1].split("Shift penalty")[0]
+    assert "| base | 0.00 ± 0.00 | 0.00 ± 0.00 | 3 |" in ser
+    assert "| otreg | 25.00 ± 0.00 | 25.00 ± 0.00 | 3 |" in ser
     # shift penalty: base 23.33 ± 5.77, OTReg less
     assert "| base | 23.33 ± 5.77 |" in md
     lines = [x for x in md.splitlines() if x.startswith("| otreg | test_everyday |")]

@@ -5,7 +5,7 @@ with its transcripts as characters or as toneless syllables.
 
 A real speech-LLM's encoder was not trained to spell the LLM's tokens. With
 ``--target syllable`` the CTC target is the toneless pinyin syllable of each character
-(pypinyin, with its phrase dictionary for polyphones), so homophones share a target and
+(``espnet_otreg.data.pinyin``), so homophones share a target and
 the LLM has to tell them apart from context; with ``--target char`` it is the
 transcript. The syllable inventory is small (a few hundred) and every one of them is
 heard in training, so an encoder can output syllables of sentences from another text
@@ -36,20 +36,9 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from espnet_otreg.data.datadir import read_kv
+from espnet_otreg.data.pinyin import syllables
 
 FILES = ("wav.scp", "utt2spk", "spk2utt")
-
-
-def syllables(utt: str, text: str) -> List[str]:
-    """Toneless pinyin, one syllable per character (an error names the utterance when a
-    character has no reading)."""
-    from pypinyin import Style, lazy_pinyin
-
-    out = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: [None] * len(s))
-    if len(out) != len(text) or any(s is None or not s.isalpha() for s in out):
-        bad = [c for c, s in zip(text, out) if s is None or not s.isalpha()]
-        raise ValueError(f"{utt}: no pinyin for {''.join(bad) or text!r} in {text!r}")
-    return out
 
 
 def syllable_symbols(sets: Dict[str, List[Tuple[str, str]]], train: str = "train"
@@ -58,13 +47,13 @@ def syllable_symbols(sets: Dict[str, List[Tuple[str, str]]], train: str = "train
     reads: Dict[str, Counter] = {}
     heard: Counter = Counter()
     for utt, text in sets[train]:
-        for c, s in zip(text, syllables(utt, text)):
+        for c, s in zip(text, syllables(text, utt)):
             reads.setdefault(s, Counter())[c] += 1
             heard[s] += 1
     symbol = {s: min(cs.items(), key=lambda kv: (-kv[1], kv[0]))[0] for s, cs in reads.items()}
     for name in sorted(sets):
         for utt, text in sets[name]:
-            for c, s in zip(text, syllables(utt, text)):
+            for c, s in zip(text, syllables(text, utt)):
                 symbol.setdefault(s, c)
     if len(set(symbol.values())) != len(symbol):  # a character read two ways
         used: Dict[str, str] = {}
@@ -107,7 +96,7 @@ def main(argv=None) -> None:
         lines = []
         for utt, text in rows:
             if symbol is not None:
-                text = "".join(symbol[s] for s in syllables(utt, text))
+                text = "".join(symbol[s] for s in syllables(text, utt))
             lines.append(f"{utt} {text}\n")
         (d / "text").write_text("".join(lines), encoding="utf-8")
     logging.info(f"{args.out}/data: {', '.join(f'{n} ({len(r)})' for n, r in sets.items())}")

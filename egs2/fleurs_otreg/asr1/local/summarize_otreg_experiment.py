@@ -10,6 +10,9 @@ Runs are the directories ``slm_otreg_<system>_seed<k>``; the phase-1 models
 modality-gap table. Printed (markdown):
 
 - CER (%) of every test set, mean ± sd over seeds (n - 1), and n;
+- the syllable error rate (%) of the same transcripts (``espnet_otreg.data.pinyin``): the
+  CER of their toneless pinyin, so that a homophone of the reference, which the speech
+  cannot tell apart, is no error; CER minus SER is the share left to the language model;
 - the shift penalty: each shifted set's CER minus the in-domain ``test`` CER, per seed,
   mean ± sd (the same sentences or voices, so it is paired by utterance);
 - for each ``--ref`` system, every other system minus it, paired by seed: mean ± sd,
@@ -35,6 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from espnet_otreg.data import pinyin
 from espnet_otreg.recipe.info import RecipeInfo
 from espnet_otreg.recipe.seeds import bootstrap_diff, mean_std, paired_t
 from espnet_otreg.recipe.trainlog import run_curve
@@ -47,17 +51,35 @@ GAP = ("matched_cos", "retrieval_r1", "retrieval_r5", "ot_cost", "speech_norm", 
 PER_UTT = re.compile(r"^(\S+)\t\S+\terr=(\d+)/(\d+)$")
 
 
-def per_utt_errors(run: Path, dset: str) -> Optional[Dict[str, tuple]]:
-    """``{utt: (errors, n_ref)}`` of a run's first decoding dir (stage 13's per_utt.txt)."""
+def per_utt(run: Path, dset: str) -> Optional[Dict[str, tuple]]:
+    """``{utt: (errors, n_ref, ref, hyp)}`` of a run's first decoding dir (stage 13's
+    per_utt.txt: a header line per utterance, then its normalised REF and HYP)."""
     files = sorted(run.glob(f"*/{dset}/score/per_utt.txt"))
     if not files:
         return None
-    out = {}
+    out, utt = {}, None
     for line in files[0].read_text(encoding="utf-8").splitlines():
         m = PER_UTT.match(line)
         if m:
-            out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    return out
+            utt = m.group(1)
+            out[utt] = [int(m.group(2)), int(m.group(3)), "", ""]
+        elif utt and line.startswith(("  REF: ", "  HYP: ")):
+            out[utt][2 if line[2] == "R" else 3] = line[7:]
+    return {u: tuple(v) for u, v in out.items()}
+
+
+def per_utt_errors(run: Path, dset: str) -> Optional[Dict[str, tuple]]:
+    """``{utt: (errors, n_ref)}``, for the bootstrap over utterances."""
+    utts = per_utt(run, dset)
+    return None if utts is None else {u: v[:2] for u, v in utts.items()}
+
+
+def syllable_error_rate(run: Path, dset: str) -> Optional[float]:
+    """SER (%) of a run's transcripts of ``dset``: a homophone of the reference is no error."""
+    utts = per_utt(run, dset)
+    if not utts:
+        return None
+    return pinyin.syllable_error_rate((u, v[2], v[3]) for u, v in utts.items())
 
 
 def modality_gap(run: Path, dset: str) -> Optional[dict]:
@@ -80,6 +102,7 @@ def collect(exp: Path, sets: Sequence[str]) -> Dict[str, Dict[int, dict]]:
         runs[name][int(m.group("seed"))] = dict(
             dir=d, scores=scores, curve=run_curve(d),
             gap={s: modality_gap(d, s) for s in sets},
+            ser={s: syllable_error_rate(d, s) for s in scores},
         )
     return runs
 
@@ -103,12 +126,13 @@ def scored(runs, name, sets) -> Dict[int, Dict[str, float]]:
             if all(s in r["scores"] for s in sets)}
 
 
-def cer_table(runs, names, sets) -> List[str]:
+def cer_table(runs, names, sets, key: str = "scores") -> List[str]:
+    """Mean ± sd over seeds of each set's CER (``key="scores"``) or SER (``"ser"``)."""
     lines = ["| system | " + " | ".join(sets) + " | seeds |",
              "|---|" + "---:|" * (len(sets) + 1)]
     for name in names:
         rs = runs[name]
-        cells = [fmt(*mean_std([r["scores"][s] for r in rs.values() if s in r["scores"]])[:2])
+        cells = [fmt(*mean_std([r[key][s] for r in rs.values() if r[key].get(s) is not None])[:2])
                  for s in sets]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(scored(runs, name, sets))} |")
     return lines
@@ -273,6 +297,9 @@ def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) 
     base_set, shifted = sets[0], list(sets[1:])
     md = [f"## OTReg experiment ({exp})", "", "CER (%), mean ± sd over seeds:", "",
           *cer_table(runs, names, sets), "",
+          "Syllable error rate (%) of the same transcripts (toneless pinyin of reference and "
+          "hypothesis: a homophone is no error), mean ± sd over seeds:", "",
+          *cer_table(runs, names, sets, key="ser"), "",
           f"Shift penalty (CER of the shifted set minus {base_set}, per seed), mean ± sd:", "",
           *penalty_table(runs, names, shifted, base_set), ""]
     for ref in refs:
