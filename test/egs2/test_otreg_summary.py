@@ -6,6 +6,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from recipe_helpers import load_local
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2/fleurs_otreg/asr1"
@@ -76,6 +78,11 @@ def test_tables_and_plots(tmp_path):
                     "--n_boot", "50"])
     assert md2.count("| otreg | 10.00 ± 0.00 |") == 1
     assert "| system − otreg |" in md2
+    # REF:SYS pairs only the systems named
+    md3 = mod.main(["--exp", str(exp), "--sets", *SETS, "--ref", "otreg:base", "--n_boot", "50"])
+    assert "| base | test | 0.00 ± 0.00 |" in md3 and "| system − base |" not in md3
+    with pytest.raises(SystemExit, match="want REF or REF:SYS,SYS"):
+        mod.main(["--exp", str(exp), "--sets", *SETS, "--ref", "otreg:"])
     # modality gap: phase-1 rows too (no scores), one OT setting
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 |" in md
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 | 0.100 ± 0.000 | 0.900 ± 0.000 | – | – | 3 |" in md

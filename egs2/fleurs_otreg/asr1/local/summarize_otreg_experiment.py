@@ -3,10 +3,11 @@
 (every number there comes from this command)::
 
     python local/summarize_otreg_experiment.py --exp otreg/exp [--ref base --ref ctc] \\
+        [--ref base_untrainedlm:otreg_untrainedlm] \\
         [--plot cer.png] [--curves curves.png] [--gap_plot gap.png] [--out summary.md]
 
 Runs are the directories ``slm_otreg_<system>_seed<k>``; the phase-1 models
-``slm_otreg_phase1[_untrainedlm]_seed<k>`` count as the system ``phase1`` in the
+``slm_otreg_phase1[_untrainedlm]_seed<k>`` are the systems ``phase1[_untrainedlm]`` of the
 modality-gap table. Printed (markdown):
 
 - CER (%) of every test set, mean ± sd over seeds (n - 1), and n;
@@ -15,7 +16,8 @@ modality-gap table. Printed (markdown):
   cannot tell apart, is no error; CER minus SER is the share left to the language model;
 - the shift penalty: each shifted set's CER minus the in-domain ``test`` CER, per seed,
   mean ± sd (the same sentences or voices, so it is paired by utterance);
-- for each ``--ref`` system, every other system minus it, paired by seed: mean ± sd,
+- for each ``--ref`` system, every other system (or those named after it,
+  ``REF:SYS,SYS``) minus it, paired by seed: mean ± sd,
   paired t and two-sided p (df = n - 1), and the difference pooled over seeds with a
   95 % utterance-level bootstrap interval (``espnet_otreg.recipe.seeds``); then the
   same for the shift penalty (does a system lose less on a shifted set?);
@@ -36,7 +38,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_otreg.data import pinyin
 from espnet_otreg.recipe.info import RecipeInfo
@@ -288,11 +290,22 @@ def plot_gap(runs, names, sets, path: Path) -> None:
     plt.close(fig)
 
 
+def parse_ref(spec: str) -> Tuple[str, Optional[List[str]]]:
+    """``REF`` (every system minus REF) or ``REF:SYS,SYS`` (only those systems)."""
+    ref, sep, only = spec.partition(":")
+    systems = [x for x in only.split(",") if x] if sep else None
+    if not ref or (sep and not systems):
+        raise SystemExit(f"summarize_otreg_experiment.py: --ref {spec!r}: want REF or REF:SYS,SYS")
+    return ref, systems
+
+
 def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) -> tuple:
     runs = collect(exp, sets)
+    refs = [parse_ref(r) for r in refs]
     systems = [n for n in runs if n != "phase1" and not n.startswith("phase1_")]
     # each system once, references first (a reference may also be otreg itself)
-    order = [n for n in dict.fromkeys((*refs, "otreg", "otreg_cos")) if n in systems]
+    order = [n for n in dict.fromkeys((*(r for r, _ in refs), "otreg", "otreg_cos"))
+             if n in systems]
     names = order + sorted(n for n in systems if n not in order)
     base_set, shifted = sets[0], list(sets[1:])
     md = [f"## OTReg experiment ({exp})", "", "CER (%), mean ± sd over seeds:", "",
@@ -302,13 +315,14 @@ def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) 
           *cer_table(runs, names, sets, key="ser"), "",
           f"Shift penalty (CER of the shifted set minus {base_set}, per seed), mean ± sd:", "",
           *penalty_table(runs, names, shifted, base_set), ""]
-    for ref in refs:
+    for ref, only in refs:
         if ref not in runs:
             continue
+        paired = names if only is None else [n for n in names if n in only]
         md += [f"Paired by seed, minus {ref} (CER points; t with df = seeds - 1):", "",
-               *paired_table(runs, names, ref, sets, n_boot), "",
+               *paired_table(runs, paired, ref, sets, n_boot), "",
                f"Shift penalty, minus {ref}'s (negative: loses less on the shifted set):", "",
-               *paired_penalty_table(runs, names, ref, shifted, base_set), ""]
+               *paired_penalty_table(runs, paired, ref, shifted, base_set), ""]
     gap_names = [n for n in ("phase1", *names) if n in runs] + sorted(
         n for n in runs if n.startswith("phase1_"))
     md += ["Modality gap (one OT setting for every model; mean ± sd over seeds):", "",
@@ -323,7 +337,9 @@ def main(argv=None) -> str:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", type=Path, required=True)
     p.add_argument("--sets", nargs="+", default=SETS, help="first: the in-domain set")
-    p.add_argument("--ref", action="append", default=None, help="reference systems (base, ctc)")
+    p.add_argument("--ref", action="append", default=None,
+                   help="a reference system: every other system minus it, paired by seed; "
+                        "REF:SYS,SYS pairs only those systems with it (default: base, ctc)")
     p.add_argument("--n_boot", type=int, default=2000)
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--curves", type=Path, default=None)
