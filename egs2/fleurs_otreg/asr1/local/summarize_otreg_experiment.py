@@ -249,7 +249,7 @@ def plot_cer(runs, names, sets, path: Path) -> None:
             ax.plot([x] * len(vals), vals, "k.", ms=4)
     ax.set_xticks(range(len(sets)), [s.replace("test_", "") for s in sets], rotation=20)
     ax.set(ylabel="CER (%)", title="OTReg experiment: CER per test set (bars: mean; dots: seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # never over a bar
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
