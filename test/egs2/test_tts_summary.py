@@ -114,13 +114,24 @@ def test_teacher_study_table_and_plot(tmp_path):
         _run(exp, "ctc_ep16", seed, c, [0.9, 0.1])
         _run(exp, "gmot_teacher_untrained_ep16", seed, u, [0.9, 0.1])
         _run(exp, "gmot_teacher_strong_ep16", seed, s, [0.9, 0.1])
+        _run(exp, "gmot_nofused_teacher_strong_ep16", seed, s + 2.0, [0.9, 0.1])
     md = mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--teachers", str(tdir),
                    "--teacher_system", "gmot_teacher_{}_ep16", "--teacher_ref", "ctc_ep16",
                    "--teacher_plot", str(tmp_path / "t.png")])
     assert md.index("| untrained | 100 | 50 | 2 x 128 | 3 | 1.0 % |") < md.index("| strong | 100 |")
     assert "| untrained | gmot_teacher_untrained_ep16 | 0 1 | -0.50 -0.20 | -0.35 ± 0.21 |" in md
     assert "| strong | gmot_teacher_strong_ep16 | 0 1 | -1.00 -1.00 | -1.00 ± 0.00 |" in md
+    assert "| strong | gmot_nofused_teacher_strong_ep16 |" not in md  # one variant asked
     assert (tmp_path / "t.png").stat().st_size > 1000
+    # a second variant (repeatable --teacher_system): its rows after the first's, in the plot
+    md = mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--teachers", str(tdir),
+                   "--teacher_system", "gmot_teacher_{}_ep16",
+                   "--teacher_system", "gmot_nofused_teacher_{}_ep16", "--teacher_ref", "ctc_ep16",
+                   "--teacher_plot", str(tmp_path / "t2.png")])
+    row = "| strong | gmot_nofused_teacher_strong_ep16 | 0 1 | +1.00 +1.00 | 1.00 ± 0.00 |"
+    assert md.index("| strong | gmot_teacher_strong_ep16 |") < md.index(row)
+    assert "| untrained | gmot_nofused_teacher_untrained_ep16 |" not in md  # no such runs
+    assert (tmp_path / "t2.png").stat().st_size > 1000
 
 
 def test_an_archive_of_the_runs_prints_the_same_tables(tmp_path):

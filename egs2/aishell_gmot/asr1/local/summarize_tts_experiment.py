@@ -206,10 +206,11 @@ def teachers(teachers_dir: Path) -> Dict[str, dict]:
     return dict(sorted(found.items(), key=lambda kv: kv[1]["final"]["mlm_acc"]))
 
 
-def teacher_section(exp: Path, teachers_dir: Path, system: str, ref: str,
+def teacher_section(exp: Path, teachers_dir: Path, systems: List[str], ref: str,
                     sets: List[str]) -> Tuple[str, List[dict]]:
     """The teachers' strength and, for each, GM-OT with it minus ``ref`` by seed.
-    ``system`` names a teacher's GM-OT runs with ``{}`` for the teacher."""
+    Each of ``systems`` names a teacher's runs of one GM-OT variant (e.g. with and
+    without the fused CTC) with ``{}`` for the teacher; rows by variant, then teacher."""
     runs = collect(exp, sets)
     out = ["### Teachers (held-out masked characters)", "",
            "| teacher | training sentences | vocabulary | layers x hidden | epochs | "
@@ -226,34 +227,42 @@ def teacher_section(exp: Path, teachers_dir: Path, system: str, ref: str,
     out += ["", f"### GM-OT with each teacher minus `{ref}`, by seed", "",
             f"| teacher | system | seeds | {head} |", "|---|---|---|" + "---|---:|---:|" * len(sets)]
     points = []
-    for name, t in found.items():
-        sysname = system.format(name)
-        cells = paired_row(runs, sysname, ref, sets) if sysname in runs and ref in runs else None
-        if cells:
-            out.append(f"| {name} | {sysname} | " + " | ".join(cells) + " |")
-            common = sorted(k for k in runs[sysname] if runs[sysname][k]["scores"]
-                            and k in runs[ref] and runs[ref][k]["scores"])
-            points.append(dict(teacher=name, acc=t["final"]["mlm_acc"], diffs=[
-                runs[sysname][k]["scores"][sets[-1]] - runs[ref][k]["scores"][sets[-1]]
-                for k in common]))
+    for system in systems:
+        for name, t in found.items():
+            sysname = system.format(name)
+            cells = paired_row(runs, sysname, ref, sets) if sysname in runs and ref in runs else None
+            if cells:
+                out.append(f"| {name} | {sysname} | " + " | ".join(cells) + " |")
+                common = sorted(k for k in runs[sysname] if runs[sysname][k]["scores"]
+                                and k in runs[ref] and runs[ref][k]["scores"])
+                points.append(dict(teacher=name, series=system, acc=t["final"]["mlm_acc"], diffs=[
+                    runs[sysname][k]["scores"][sets[-1]] - runs[ref][k]["scores"][sets[-1]]
+                    for k in common]))
     return "\n".join(out) + "\n", points
 
 
 def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> None:
     """GM-OT's CER minus the baseline's against the teacher's held-out masked accuracy:
-    each seed a dot, the mean with its sd as a bar."""
+    each seed a dot, the mean with its sd as a bar, one colour per variant (series)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    series = list(dict.fromkeys(pt.get("series", "") for pt in points))
     fig, ax = plt.subplots(figsize=(6, 4))
     for pt in points:
-        x = 100 * pt["acc"]
+        i = series.index(pt.get("series", ""))
+        x = 100 * pt["acc"] + 0.8 * (i - (len(series) - 1) / 2)  # variants side by side
         ax.scatter([x] * len(pt["diffs"]), pt["diffs"], color="0.6", s=14, zorder=2)
         m, sd, n = mean_std(pt["diffs"])
-        ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color="C0", capsize=4, zorder=3)
+        ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color=f"C{i}", capsize=4,
+                    zorder=3, label=pt.get("series") if len(series) > 1 else None)
         ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points", xytext=(6, 6))
+    if len(series) > 1:
+        handles, labels = ax.get_legend_handles_labels()
+        keep = dict(zip(labels, handles))  # one entry per variant
+        ax.legend(keep.values(), keep.keys(), fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("teacher: held-out masked-character accuracy (%)")
     ax.set_ylabel(f"{set_name} CER, GM-OT minus {ref} (points)")
@@ -282,8 +291,9 @@ def main(argv=None) -> str:
     p.add_argument("--teachers", type=Path, default=None,
                    help="the teacher-strength study (local/run_teacher_study.sh): its "
                         "teachers' dir, e.g. tts/teachers")
-    p.add_argument("--teacher_system", default="tts_gmot_teacher_{}_ep16",
-                   help="the GM-OT runs of a teacher, {} = its name")
+    p.add_argument("--teacher_system", action="append", default=None,
+                   help="the GM-OT runs of a teacher, {} = its name; repeatable, one per "
+                        "variant (default: tts_gmot_teacher_{}_ep16)")
     p.add_argument("--teacher_ref", default="tts_ctc_ep16", help="paired with this system")
     p.add_argument("--teacher_plot", type=Path, default=None,
                    help="PNG: the CER difference against the teacher's strength")
@@ -298,7 +308,8 @@ def main(argv=None) -> str:
     md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems, pairs,
                    args.curve_epochs)
     if args.teachers:
-        section, points = teacher_section(args.exp, args.teachers, args.teacher_system,
+        section, points = teacher_section(args.exp, args.teachers,
+                                          args.teacher_system or ["tts_gmot_teacher_{}_ep16"],
                                           args.teacher_ref, args.sets)
         md += "\n" + section
         if args.teacher_plot:
