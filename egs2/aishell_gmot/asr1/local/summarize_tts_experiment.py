@@ -257,8 +257,9 @@ def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> No
         ax.scatter([x] * len(pt["diffs"]), pt["diffs"], color="0.6", s=14, zorder=2)
         m, sd, n = mean_std(pt["diffs"])
         ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color=f"C{i}", capsize=4,
-                    zorder=3, label=pt.get("series") if len(series) > 1 else None)
-        ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points", xytext=(6, 6))
+                    zorder=3, label=pt.get("series", "").replace("{}", "*") if len(series) > 1 else None)
+        ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points",
+                    xytext=(6, 6 - 16 * i))  # one row per variant, no overlap
     if len(series) > 1:
         handles, labels = ax.get_legend_handles_labels()
         keep = dict(zip(labels, handles))  # one entry per variant
