@@ -206,6 +206,10 @@ def teachers(teachers_dir: Path) -> Dict[str, dict]:
     return dict(sorted(found.items(), key=lambda kv: kv[1]["final"]["mlm_acc"]))
 
 
+#: The GM-OT runs of a teacher when --teacher_system is not given ({} = its name).
+TEACHER_SYSTEM = "tts_gmot_teacher_{}_ep16"
+
+
 def teacher_section(exp: Path, teachers_dir: Path, systems: List[str], ref: str,
                     sets: List[str]) -> Tuple[str, List[dict]]:
     """The teachers' strength and, for each, GM-OT with it minus ``ref`` by seed.
@@ -249,15 +253,15 @@ def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = list(dict.fromkeys(pt.get("series", "") for pt in points))
+    series = list(dict.fromkeys(pt["series"] for pt in points))
     fig, ax = plt.subplots(figsize=(6, 4))
     for pt in points:
-        i = series.index(pt.get("series", ""))
+        i = series.index(pt["series"])
         x = 100 * pt["acc"] + 0.8 * (i - (len(series) - 1) / 2)  # variants side by side
         ax.scatter([x] * len(pt["diffs"]), pt["diffs"], color="0.6", s=14, zorder=2)
         m, sd, n = mean_std(pt["diffs"])
         ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color=f"C{i}", capsize=4,
-                    zorder=3, label=pt.get("series", "").replace("{}", "*") if len(series) > 1 else None)
+                    zorder=3, label=pt["series"].replace("{}", "*") if len(series) > 1 else None)
         ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points",
                     xytext=(6, 6 - 16 * i))  # one row per variant, no overlap
     if len(series) > 1:
@@ -294,7 +298,7 @@ def main(argv=None) -> str:
                         "teachers' dir, e.g. tts/teachers")
     p.add_argument("--teacher_system", action="append", default=None,
                    help="the GM-OT runs of a teacher, {} = its name; repeatable, one per "
-                        "variant (default: tts_gmot_teacher_{}_ep16)")
+                        f"variant (default: {TEACHER_SYSTEM})")
     p.add_argument("--teacher_ref", default="tts_ctc_ep16", help="paired with this system")
     p.add_argument("--teacher_plot", type=Path, default=None,
                    help="PNG: the CER difference against the teacher's strength")
@@ -310,7 +314,7 @@ def main(argv=None) -> str:
                    args.curve_epochs)
     if args.teachers:
         section, points = teacher_section(args.exp, args.teachers,
-                                          args.teacher_system or ["tts_gmot_teacher_{}_ep16"],
+                                          args.teacher_system or [TEACHER_SYSTEM],
                                           args.teacher_ref, args.sets)
         md += "\n" + section
         if args.teacher_plot:
