@@ -119,8 +119,8 @@ def test_teacher_study_table_and_plot(tmp_path):
                    "--teacher_system", "gmot_teacher_{}_ep16", "--teacher_ref", "ctc_ep16",
                    "--teacher_plot", str(tmp_path / "t.png")])
     assert md.index("| untrained | 100 | 50 | 2 x 128 | 3 | 1.0 % |") < md.index("| strong | 100 |")
-    assert "| untrained | gmot_teacher_untrained_ep16 | 0 1 | -0.50 -0.20 | -0.35 ± 0.21 |" in md
-    assert "| strong | gmot_teacher_strong_ep16 | 0 1 | -1.00 -1.00 | -1.00 ± 0.00 |" in md
+    assert "| untrained | gmot_teacher_untrained_ep16 | ctc_ep16 | 0 1 | -0.50 -0.20 | -0.35 ± 0.21 |" in md
+    assert "| strong | gmot_teacher_strong_ep16 | ctc_ep16 | 0 1 | -1.00 -1.00 | -1.00 ± 0.00 |" in md
     assert "| strong | gmot_nofused_teacher_strong_ep16 |" not in md  # one variant asked
     assert (tmp_path / "t.png").stat().st_size > 1000
     # a second variant (repeatable --teacher_system): its rows after the first's, in the plot
@@ -128,10 +128,25 @@ def test_teacher_study_table_and_plot(tmp_path):
                    "--teacher_system", "gmot_teacher_{}_ep16",
                    "--teacher_system", "gmot_nofused_teacher_{}_ep16", "--teacher_ref", "ctc_ep16",
                    "--teacher_plot", str(tmp_path / "t2.png")])
-    row = "| strong | gmot_nofused_teacher_strong_ep16 | 0 1 | +1.00 +1.00 | 1.00 ± 0.00 |"
+    row = "| strong | gmot_nofused_teacher_strong_ep16 | ctc_ep16 | 0 1 | +1.00 +1.00 | 1.00 ± 0.00 |"
     assert md.index("| strong | gmot_teacher_strong_ep16 |") < md.index(row)
     assert "| untrained | gmot_nofused_teacher_untrained_ep16 |" not in md  # no such runs
     assert (tmp_path / "t2.png").stat().st_size > 1000
+    # SYSTEM=REF: a variant with its own baseline (the converged length against its CTC)
+    for seed, (c, s) in enumerate([(4.0, 3.5), (5.0, 4.0)]):
+        _run(exp, "ctc_ep40", seed, c, [0.9, 0.1])
+        _run(exp, "gmot_teacher_strong_ep40", seed, s, [0.9, 0.1])
+    md = mod.main(["--exp", str(exp), "--sets", "test", "--ref", "--teachers", str(tdir),
+                   "--teacher_system", "gmot_teacher_{}_ep16",
+                   "--teacher_system", "gmot_teacher_{}_ep40=ctc_ep40", "--teacher_ref", "ctc_ep16",
+                   "--teacher_plot", str(tmp_path / "t3.png")])
+    assert "### GM-OT with each teacher minus its baseline, by seed" in md
+    assert "| strong | gmot_teacher_strong_ep40 | ctc_ep40 | 0 1 | -0.50 -1.00 | -0.75 ± 0.35 |" in md
+    assert "| strong | gmot_teacher_strong_ep16 | ctc_ep16 |" in md
+    assert (tmp_path / "t3.png").stat().st_size > 1000
+    for bad in ("gmot_teacher_strong_ep40", "gmot_teacher_{}_ep40="):
+        with pytest.raises(SystemExit):
+            mod.main(["--exp", str(exp), "--teachers", str(tdir), "--teacher_system", bad])
 
 
 def test_an_archive_of_the_runs_prints_the_same_tables(tmp_path):

@@ -22,8 +22,9 @@ For each system (a run directory ``asr_sweep_<name>_seed<k>``, grouped over seed
   range over seeds, as a picture;
 - ``--teachers tts/teachers`` (local/run_teacher_study.sh): each teacher's held-out
   masked accuracy and perplexity next to a unigram model's, and GM-OT with that
-  teacher minus ``--teacher_ref`` by seed; ``--teacher_plot`` draws the difference
-  against the teacher's accuracy.
+  teacher minus ``--teacher_ref`` by seed (``--teacher_system SYSTEM=REF``: a variant
+  with its own baseline, e.g. both at 40 epochs); ``--teacher_plot`` draws the
+  difference against the teacher's accuracy.
 """
 
 from __future__ import annotations
@@ -210,11 +211,13 @@ def teachers(teachers_dir: Path) -> Dict[str, dict]:
 TEACHER_SYSTEM = "tts_gmot_teacher_{}_ep16"
 
 
-def teacher_section(exp: Path, teachers_dir: Path, systems: List[str], ref: str,
+def teacher_section(exp: Path, teachers_dir: Path, systems: List[Tuple[str, str]],
                     sets: List[str]) -> Tuple[str, List[dict]]:
-    """The teachers' strength and, for each, GM-OT with it minus ``ref`` by seed.
-    Each of ``systems`` names a teacher's runs of one GM-OT variant (e.g. with and
-    without the fused CTC) with ``{}`` for the teacher; rows by variant, then teacher."""
+    """The teachers' strength and, for each, GM-OT with it minus a baseline by seed.
+    Each of ``systems`` is ``(variant, baseline)``: the variant names a teacher's runs
+    (e.g. with and without the fused CTC, 16 or 40 epochs) with ``{}`` for the
+    teacher, paired with the baseline's runs of the same seeds; rows by variant, then
+    teacher."""
     runs = collect(exp, sets)
     out = ["### Teachers (held-out masked characters)", "",
            "| teacher | training sentences | vocabulary | layers x hidden | epochs | "
@@ -227,25 +230,41 @@ def teacher_section(exp: Path, teachers_dir: Path, systems: List[str], ref: str,
                    f"{t['num_layers']} x {t['hidden_size']} | {t['epochs']} | "
                    f"{100 * f['mlm_acc']:.1f} % | {f['mlm_ppl']:.1f} | "
                    f"{100 * f['unigram_acc']:.1f} % | {f['unigram_ppl']:.1f} |")
+    refs = list(dict.fromkeys(ref for _, ref in systems))
+    title = f"`{refs[0]}`" if len(refs) == 1 else "its baseline"
     head = " | ".join(f"{s}: diff per seed | {s}: mean ± sd | {s}: t (p)" for s in sets)
-    out += ["", f"### GM-OT with each teacher minus `{ref}`, by seed", "",
-            f"| teacher | system | seeds | {head} |", "|---|---|---|" + "---|---:|---:|" * len(sets)]
+    out += ["", f"### GM-OT with each teacher minus {title}, by seed", "",
+            f"| teacher | system | minus | seeds | {head} |",
+            "|---|---|---|---|" + "---|---:|---:|" * len(sets)]
     points = []
-    for system in systems:
+    for system, ref in systems:
         for name, t in found.items():
             sysname = system.format(name)
             cells = paired_row(runs, sysname, ref, sets) if sysname in runs and ref in runs else None
             if cells:
-                out.append(f"| {name} | {sysname} | " + " | ".join(cells) + " |")
+                out.append(f"| {name} | {sysname} | {ref} | " + " | ".join(cells) + " |")
                 common = sorted(k for k in runs[sysname] if runs[sysname][k]["scores"]
                                 and k in runs[ref] and runs[ref][k]["scores"])
-                points.append(dict(teacher=name, series=system, acc=t["final"]["mlm_acc"], diffs=[
+                points.append(dict(teacher=name, series=system, ref=ref,
+                                   acc=t["final"]["mlm_acc"], diffs=[
                     runs[sysname][k]["scores"][sets[-1]] - runs[ref][k]["scores"][sets[-1]]
                     for k in common]))
     return "\n".join(out) + "\n", points
 
 
-def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> None:
+def teacher_systems(specs: Optional[List[str]], default_ref: str) -> List[Tuple[str, str]]:
+    """``--teacher_system`` values, ``SYSTEM`` or ``SYSTEM=REF``, as (system, baseline)."""
+    pairs = []
+    for spec in specs or [TEACHER_SYSTEM]:
+        system, sep, ref = spec.partition("=")
+        if "{}" not in system or (sep and not ref):
+            raise ValueError(f"--teacher_system takes SYSTEM or SYSTEM=REF with {{}} for the "
+                             f"teacher in SYSTEM, got {spec!r}")
+        pairs.append((system, ref or default_ref))
+    return pairs
+
+
+def plot_teachers(points: List[dict], path: Path, set_name: str) -> None:
     """GM-OT's CER minus the baseline's against the teacher's held-out masked accuracy:
     each seed a dot, the mean with its sd as a bar, one colour per variant (series)."""
     import matplotlib
@@ -254,14 +273,16 @@ def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> No
     import matplotlib.pyplot as plt
 
     series = list(dict.fromkeys(pt["series"] for pt in points))
+    refs = list(dict.fromkeys(pt["ref"] for pt in points))
     fig, ax = plt.subplots(figsize=(6, 4))
     for pt in points:
         i = series.index(pt["series"])
         x = 100 * pt["acc"] + 0.8 * (i - (len(series) - 1) / 2)  # variants side by side
         ax.scatter([x] * len(pt["diffs"]), pt["diffs"], color="0.6", s=14, zorder=2)
         m, sd, n = mean_std(pt["diffs"])
+        label = pt["series"].replace("{}", "*") + (f" - {pt['ref']}" if len(refs) > 1 else "")
         ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color=f"C{i}", capsize=4,
-                    zorder=3, label=pt["series"].replace("{}", "*") if len(series) > 1 else None)
+                    zorder=3, label=label if len(series) > 1 else None)
         ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points",
                     xytext=(6, 6 - 16 * i))  # one row per variant, no overlap
     if len(series) > 1:
@@ -270,7 +291,8 @@ def plot_teachers(points: List[dict], path: Path, set_name: str, ref: str) -> No
         ax.legend(keep.values(), keep.keys(), fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("teacher: held-out masked-character accuracy (%)")
-    ax.set_ylabel(f"{set_name} CER, GM-OT minus {ref} (points)")
+    minus = refs[0] if len(refs) == 1 else "its baseline"
+    ax.set_ylabel(f"{set_name} CER, GM-OT minus {minus} (points)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,8 +319,9 @@ def main(argv=None) -> str:
                    help="the teacher-strength study (local/run_teacher_study.sh): its "
                         "teachers' dir, e.g. tts/teachers")
     p.add_argument("--teacher_system", action="append", default=None,
-                   help="the GM-OT runs of a teacher, {} = its name; repeatable, one per "
-                        f"variant (default: {TEACHER_SYSTEM})")
+                   help="the GM-OT runs of a teacher, {} = its name, optionally =BASELINE "
+                        "(default --teacher_ref); repeatable, one per variant (default: "
+                        f"{TEACHER_SYSTEM})")
     p.add_argument("--teacher_ref", default="tts_ctc_ep16", help="paired with this system")
     p.add_argument("--teacher_plot", type=Path, default=None,
                    help="PNG: the CER difference against the teacher's strength")
@@ -313,12 +336,14 @@ def main(argv=None) -> str:
     md = summarize(args.exp, args.sets, args.ref, args.reach, args.systems, pairs,
                    args.curve_epochs)
     if args.teachers:
-        section, points = teacher_section(args.exp, args.teachers,
-                                          args.teacher_system or [TEACHER_SYSTEM],
-                                          args.teacher_ref, args.sets)
+        try:
+            systems = teacher_systems(args.teacher_system, args.teacher_ref)
+        except ValueError as e:
+            p.error(str(e))
+        section, points = teacher_section(args.exp, args.teachers, systems, args.sets)
         md += "\n" + section
         if args.teacher_plot:
-            plot_teachers(points, args.teacher_plot, args.sets[-1], args.teacher_ref)
+            plot_teachers(points, args.teacher_plot, args.sets[-1])
     if args.plot:
         plot_curves(args.exp, args.plot_systems, args.plot, args.sets)
     if args.out:
