@@ -1,8 +1,9 @@
 """The OTReg experiment's pipeline at toy size (egs2/fleurs_otreg/asr1/local/
 run_otreg_experiment.sh): fabricated text packages -> text and espeak-ng corpus ->
-character LM and its untrained twin -> syllable-CTC encoder through the AISHELL recipe
--> FLEURS run.sh stages 3-10 -> one seed's phase 1 shared by "base" and "OTReg" ->
-decoding, scoring and the modality gap with one OT setting -> the summary's tables.
+character LM, its untrained twin and the LM that also learnt to read its context ->
+syllable-CTC encoder through the AISHELL recipe -> FLEURS run.sh stages 3-10 -> one
+seed's phase 1 shared by "base" and "OTReg", and one of its own for OTReg on the reading
+LM -> decoding, scoring and the modality gap with one OT setting -> the summary's tables.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import json
@@ -17,6 +18,7 @@ from recipe_helpers import copy_recipe, load_local
 from test_otreg_text import archives  # noqa: F401  (the fabricated packages)
 
 EGS2 = Path(__file__).resolve().parents[2] / "egs2"
+SYSTEMS = "base otreg otreg_readinglm"
 
 
 @pytest.mark.slow
@@ -33,7 +35,7 @@ def test_otreg_experiment_toy(tmp_path, archives):  # noqa: F811
                PYTHONPATH=str(EGS2.parent), PYTHON=sys.executable)
     sets = "test test_everyday_acoustic"
     proc = subprocess.run(
-        ["bash", "local/run_otreg_experiment.sh", "--seeds", "0", "--systems", "base otreg",
+        ["bash", "local/run_otreg_experiment.sh", "--seeds", "0", "--systems", SYSTEMS,
          "--test_sets", sets, "--llm_epochs", "1",
          "--text_args", "--train 40 --dev 8 --test 8 --shift_test 8 --lm_heldout 10",
          "--llm_args", "--hidden_size 32 --num_layers 1 --num_heads 2 --batch_size 16",
@@ -47,23 +49,28 @@ def test_otreg_experiment_toy(tmp_path, archives):  # noqa: F811
     assert (otreg / "encoder.pth").resolve().is_file()
     assert (otreg / "encoder_feats_stats.npz").resolve().is_file()
     assert json.loads((otreg / "encoder_syllable/syllables.json").read_text())["syllables"] > 10
-    for lm in ("llm", "llm_untrained"):
+    for lm in ("llm", "llm_untrained", "llm_reading"):
         assert "heldout" in json.loads((otreg / lm / "pretrain.json").read_text())["final"]
+    reading = json.loads((otreg / "llm_reading/pretrain.json").read_text())
+    assert reading["reading_fraction"] == 0.5 and "reading_ppl" in reading["final"]["heldout"]["review"]
     exp = otreg / "exp"
-    for sys_ in ("base", "otreg"):
+    for sys_, phase1 in (("base", "phase1"), ("otreg", "phase1"), ("otreg_readinglm", "phase1_readinglm")):
         run = exp / f"slm_otreg_{sys_}_seed0"
         conf = (run / "config.yaml").read_text()
-        assert "init_param:\n- otreg/exp/slm_otreg_phase1_seed0/valid.acc.ave.pth" in conf
+        assert f"init_param:\n- otreg/exp/slm_otreg_{phase1}_seed0/valid.acc.ave.pth" in conf
         for s in sets.split():
             gap = json.loads((run / "modality_gap" / s / "modality_gap.json").read_text())
             assert gap["summary"]["ot_options"]["cost"] == "sqeuclidean"  # one setting for all
     assert "lambda_ot: 0" in (exp / "slm_otreg_base_seed0/config.yaml").read_text()
-    assert (exp / "slm_otreg_phase1_seed0/modality_gap/test/modality_gap.json").is_file()
+    for phase in ("phase1_readinglm", "otreg_readinglm"):  # the reading LM in both phases
+        assert "model_name_or_path: otreg/llm_reading" in (exp / f"slm_otreg_{phase}_seed0/config.yaml").read_text()
+    for p1 in ("phase1", "phase1_readinglm"):  # gap1: every phase 1 a system starts from
+        assert (exp / f"slm_otreg_{p1}_seed0/modality_gap/test/modality_gap.json").is_file()
     # a rerun finds everything done
     again = subprocess.run(["bash", "local/run_otreg_experiment.sh", "--steps", "systems",
-                            "--seeds", "0", "--systems", "base otreg", "--test_sets", sets],
+                            "--seeds", "0", "--systems", SYSTEMS, "--test_sets", sets],
                            cwd=work, env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stderr.count(" done") >= 2, again.stderr[-2000:]
+    assert again.returncode == 0 and again.stderr.count(" done") >= 3, again.stderr[-2000:]
     summary = load_local(work, "summarize_otreg_experiment")
     md = summary.main(["--exp", str(exp), "--sets", *sets.split(), "--ref", "base"])
     assert "| base |" in md and "| otreg | test_everyday_acoustic |" in md

@@ -107,3 +107,48 @@ def test_slm_builds_on_it_with_the_pad_blank(lms, tmp_path):
         em.otreg_loss = orig
     assert torch.equal(seen["blank"], W[tok.pad_token_id])
     assert not torch.equal(seen["blank"], W[tok.eos_token_id])
+
+
+def test_reading_examples(lms, tmp_path):
+    """--reading_fraction: SLM-shaped examples whose rendering of the sentence (homophones,
+    repeats, pad blanks) sits where the speech goes; loss on the sentence and eos only;
+    held-out reading perplexity recorded next to the plain one."""
+    from transformers import AutoTokenizer
+
+    mod, tmp = lms
+    tok = AutoTokenizer.from_pretrained(tmp / "trained")
+    reader = mod.Reader(tok, "Transcript: {speech} = ", substitute=1.0, repeat=(1, 2),
+                        blanks=(2, 3), max_chars=64)
+    # 店 and 点 are both "dian": homophones of each other
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert reader.homophones[ids("店")[0]] == ids("点")
+    gen = torch.Generator().manual_seed(0)
+    x, y = reader.example("店好", gen)
+    before, after = ids("Transcript: "), ids(" = ")
+    body = x[len(before) : len(x) - len(after) - 3]
+    assert x[: len(before)] == before and x[-3:] == ids("店好") + [tok.eos_token_id]
+    assert y == [-100] * (len(x) - 3) + x[-3:]  # loss on the sentence and eos only
+    # 店 always replaced (substitute 1.0) by 点; 好 has no homophone here and stays
+    chars = [t for t in body if t != tok.pad_token_id]
+    assert set(chars) == set(ids("点好"))
+    assert 2 * 2 <= body.count(tok.pad_token_id) <= 2 * 3
+    ids_, labels, mask = mod.batch([(x, y), ([5, 6], [5, 6])], tok.pad_token_id)
+    assert mask.sum(1).tolist() == [len(x), 2]  # blanks inside are attended, padding not
+    assert labels[1].tolist()[:2] == [5, 6] and (labels[1, 2:] == -100).all()
+
+    text = _write(tmp_path / "train.txt", TRAIN)
+    held = _write(tmp_path / "held.txt", HELD_IN)
+    mod.main(["--text", str(text), "--heldout", f"review={held}",
+              "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--batch_size", "8",
+              "--context", "128", "--epochs", "4", "--lr", "1e-2", "--reading_fraction", "0.5",
+              "--out", str(tmp_path / "reading")])
+    info = json.loads((tmp_path / "reading/pretrain.json").read_text(encoding="utf-8"))
+    r = info["final"]["heldout"]["review"]
+    assert r["reading_ppl"] > 1.0 and r["ppl"] > 1.0 and info["reading_fraction"] == 0.5
+    # the prompt's characters are tokens of their own
+    rt = AutoTokenizer.from_pretrained(tmp_path / "reading")
+    assert len(rt("语音文字：", add_special_tokens=False)["input_ids"]) == 5
+    for bad in (["--reading_fraction", "1.5"], ["--reading_repeat", "0,2"],
+                ["--reading_blanks", "3"]):
+        with pytest.raises(SystemExit):
+            mod.main(["--text", str(text), "--out", str(tmp_path / "x")] + bad)

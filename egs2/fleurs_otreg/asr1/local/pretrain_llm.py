@@ -21,6 +21,23 @@ per predicted token (characters and eos), next to an add-one unigram model of th
 training text on the same tokens: an LLM near unigram level would make an OTReg
 experiment uninformative. ``--epochs 0`` saves the random initialisation: the
 "untrained LLM of the same shape" control. Everything goes to ``<out>/pretrain.json``.
+
+**Reading examples** (``--reading_fraction F``, our choice, not the paper's): a
+billion-parameter LLM can read text placed in its context and write it out; a 5 M LM
+trained on single sentences cannot, so the SLM built on it learns to ignore its speech
+(docs/experiments.md, the untrained-LM control). With ``F > 0`` a fraction F of the
+training sentences (drawn anew each epoch) become an SLM-shaped example
+``<template before {speech}> <rendering> <template after> <sentence> <eos>`` with the
+cross-entropy on the sentence and eos only, as in the SLM. The rendering stands in for
+speech embeddings that look like text: each character, replaced with probability
+``--reading_substitute`` by a homophone (another character of the vocabulary with the
+same toneless syllable: the speech carries syllables only), repeated
+``--reading_repeat LO,HI`` times and followed by ``--reading_blanks LO,HI`` pad tokens
+(the CTC blank and the OTReg blank anchor are both the pad embedding), so about five
+positions per character, as the SLM's 12.5 Hz speech embeddings have. Each held-out
+domain is then also scored as reading examples (``heldout_reading``, one fixed
+rendering): the perplexity of the sentence given its rendering, which shows whether the
+LM reads its context.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -77,6 +94,98 @@ def perplexity(model, ids: torch.Tensor, pad_id: int, log_unigram: torch.Tensor,
                 tokens=int(n))
 
 
+class Reader:
+    """Reading examples: ``[before] [rendering] [after] [sentence] [eos]`` as token ids
+    and labels (-100 but on the sentence and eos); see the module docstring."""
+
+    def __init__(self, tokenizer, template: str, substitute: float,
+                 repeat: Tuple[int, int], blanks: Tuple[int, int], max_chars: int):
+        from espnet_otreg.data.pinyin import syllables
+
+        if template.count("{speech}") != 1:
+            raise ValueError(f"--reading_template needs one {{speech}}, got {template!r}")
+        before, after = template.split("{speech}")
+        self.tok = tokenizer
+        self.before, self.after = self.ids(before), self.ids(after)
+        self.pad, self.eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+        self.substitute, self.repeat, self.blanks = substitute, repeat, blanks
+        self.max_chars = max_chars
+        # homophones among the vocabulary's single-character tokens (CJK only)
+        by_syllable: Dict[str, List[int]] = {}
+        for token, i in tokenizer.get_vocab().items():
+            c = tokenizer.convert_tokens_to_string([token])
+            if len(c) == 1 and "\u4e00" <= c <= "\u9fff":
+                by_syllable.setdefault(syllables(c, strict=False)[0], []).append(i)
+        self.homophones = {i: sorted(set(group) - {i}) for group in by_syllable.values()
+                           for i in group if len(group) > 1}
+
+    def ids(self, text: str) -> List[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def render(self, chars: List[int], gen: torch.Generator) -> List[int]:
+        """The stand-in for speech embeddings: homophones, repeats, blanks."""
+        out = []
+        draws = torch.rand(len(chars), generator=gen).tolist()
+        for c, u in zip(chars, draws):
+            alts = self.homophones.get(c)
+            if alts and u < self.substitute:
+                c = alts[int(torch.randint(len(alts), (1,), generator=gen))]
+            out += [c] * int(torch.randint(self.repeat[0], self.repeat[1] + 1, (1,), generator=gen))
+            out += [self.pad] * int(torch.randint(self.blanks[0], self.blanks[1] + 1, (1,),
+                                                  generator=gen))
+        return out
+
+    def example(self, sentence: str, gen: torch.Generator) -> Tuple[List[int], List[int]]:
+        """(ids, labels) of one reading example."""
+        chars = self.ids(sentence[: self.max_chars])
+        prefix = self.before + self.render(chars, gen) + self.after
+        return prefix + chars + [self.eos], [-100] * len(prefix) + chars + [self.eos]
+
+
+def batch(rows: List[Tuple[List[int], List[int]]], pad: int
+          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(ids, labels, attention_mask)`` of (ids, labels) rows. The mask
+    comes from the lengths, not from ``ids != pad``: a reading example has pad tokens
+    (blanks) inside it."""
+    L = max(len(r) for r, _ in rows)
+    ids = torch.full((len(rows), L), pad, dtype=torch.long)
+    labels = torch.full((len(rows), L), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for i, (r, y) in enumerate(rows):
+        ids[i, : len(r)], labels[i, : len(y)], mask[i, : len(r)] = torch.tensor(r), torch.tensor(y), 1
+    return ids, labels, mask
+
+
+@torch.no_grad()
+def reading_perplexity(model, reader: Reader, sents: List[str], seed: int,
+                       batch_size: int = 64) -> Dict[str, float]:
+    """Perplexity per sentence token (characters and eos) given one fixed rendering."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    rows = [reader.example(s, gen) for s in sents]
+    nll = n = 0.0
+    for i in range(0, len(rows), batch_size):
+        ids, labels, mask = batch(rows[i : i + batch_size], reader.pad)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        y = labels[:, 1:]
+        on = y != -100
+        nll += float(torch.nn.functional.cross_entropy(logits[on].float(), y[on], reduction="sum"))
+        n += float(on.sum())
+    model.train()
+    return dict(ppl=math.exp(nll / n), tokens=int(n))
+
+
+def span(spec: str, name: str) -> Tuple[int, int]:
+    """``"LO,HI"`` -> (LO, HI) with 0 <= LO <= HI."""
+    try:
+        lo, hi = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise SystemExit(f"pretrain_llm.py: {name} takes LO,HI (two integers), got {spec!r}")
+    if not 0 <= lo <= hi:
+        raise SystemExit(f"pretrain_llm.py: {name} needs 0 <= LO <= HI, got {spec!r}")
+    return lo, hi
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,7 +211,23 @@ def main(argv=None) -> None:
     p.add_argument("--context", type=int, default=512, help="the LM's context length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log_every", type=int, default=200, help="steps between progress logs")
+    p.add_argument("--reading_fraction", type=float, default=0.0,
+                   help="fraction of training sentences given as reading examples (see above)")
+    p.add_argument("--reading_template", default="语音：{speech}\n文字：",
+                   help="the SLM's prompt template (conf/otreg/*.yaml prompt_conf)")
+    p.add_argument("--reading_substitute", type=float, default=0.3,
+                   help="probability a rendered character is replaced by a homophone")
+    p.add_argument("--reading_repeat", default="1,2", help="repeats per rendered character, LO,HI")
+    p.add_argument("--reading_blanks", default="2,5", help="pad tokens after each, LO,HI")
     args = p.parse_args(argv)
+    if not 0.0 <= args.reading_fraction <= 1.0:
+        p.error(f"--reading_fraction must be in [0, 1], got {args.reading_fraction}")
+    if not 0.0 <= args.reading_substitute <= 1.0:
+        p.error(f"--reading_substitute must be in [0, 1], got {args.reading_substitute}")
+    repeat = span(args.reading_repeat, "--reading_repeat")
+    blanks = span(args.reading_blanks, "--reading_blanks")
+    if repeat[0] < 1:
+        p.error(f"--reading_repeat: every character at least once, got {args.reading_repeat}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if (args.out / "config.json").is_file():
@@ -122,7 +247,8 @@ def main(argv=None) -> None:
     if not train:
         raise SystemExit(f"pretrain_llm.py: no sentence in {', '.join(map(str, args.text))}")
     chars = ("".join(train) + "".join("".join(v) for v in heldout.values())
-             + "".join("".join(read_lines(f)) for f in args.vocab_text) + args.extra_chars)
+             + "".join("".join(read_lines(f)) for f in args.vocab_text) + args.extra_chars
+             + (args.reading_template.replace("{speech}", "") if args.reading_fraction else ""))
     tokenizer = build_char_tokenizer(chars, model_max_length=args.context)
     model = build_causal_lm(tokenizer, args.hidden_size, args.num_layers, args.num_heads,
                             num_kv_heads=args.num_heads // 2 if args.num_heads % 2 == 0
@@ -142,8 +268,22 @@ def main(argv=None) -> None:
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
              if steps else None)
 
+    reader = None
+    if args.reading_fraction:
+        # the longest sentence whose reading example fits the context
+        per_char = 1 + repeat[1] + blanks[1]
+        reader = Reader(tokenizer, args.reading_template, args.reading_substitute, repeat, blanks,
+                        max_chars=min(args.max_len, (args.context - len(args.reading_template) - 1)
+                                      // per_char))
+        logging.info(f"reading examples: {args.reading_fraction:.0%} of the sentences, "
+                     f"{len(reader.homophones)} characters with a homophone")
+
     def scores():
-        return {k: perplexity(model, v, pad, log_unigram) for k, v in held.items()}
+        out = {k: perplexity(model, v, pad, log_unigram) for k, v in held.items()}
+        if reader:
+            for k in held:
+                out[k]["reading_ppl"] = reading_perplexity(model, reader, heldout[k], args.seed)["ppl"]
+        return out
 
     history, t0 = [], time.time()
     if args.epochs == 0:
@@ -151,12 +291,24 @@ def main(argv=None) -> None:
     model.train()
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ids), generator=gen)
+        # drawn only for reading examples: a plain LM's batches stay as they were
+        reading = ((torch.rand(len(ids), generator=gen) < args.reading_fraction).tolist()
+                   if reader else [False] * len(ids))
         total = n_tok = 0.0
         for i in range(0, len(ids), args.batch_size):
-            x = ids[perm[i : i + args.batch_size]]
-            x = x[:, : int((x != pad).sum(1).max())]  # drop all-padding columns
-            labels = torch.where(x == pad, torch.full_like(x, -100), x)
-            loss = model(input_ids=x, attention_mask=(x != pad).long(), labels=labels).loss
+            picked = perm[i : i + args.batch_size].tolist()
+            if reader and any(reading[j] for j in picked):
+                rows = []
+                for j in picked:
+                    plain = ids[j][ids[j] != pad].tolist()
+                    rows.append(reader.example(train[j], gen) if reading[j] else (plain, plain))
+                x, labels, mask = batch(rows, pad)
+            else:
+                x = ids[picked]
+                x = x[:, : int((x != pad).sum(1).max())]  # drop all-padding columns
+                labels = torch.where(x == pad, torch.full_like(x, -100), x)
+                mask = (x != pad).long()
+            loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -170,7 +322,8 @@ def main(argv=None) -> None:
                              f"train loss {total / n_tok:.3f} ({time.time() - t0:.0f} s)")
         history.append(dict(epoch=epoch, train_loss=total / n_tok, heldout=scores()))
         logging.info(f"epoch {epoch}: train loss {total / n_tok:.3f}; held-out perplexity "
-                     + ", ".join(f"{k} {v['ppl']:.1f} (unigram {v['unigram_ppl']:.1f})"
+                     + ", ".join(f"{k} {v['ppl']:.1f} (unigram {v['unigram_ppl']:.1f}"
+                                 + (f", reading {v['reading_ppl']:.1f}" if reader else "") + ")"
                                  for k, v in history[-1]["heldout"].items())
                      + f" ({time.time() - t0:.0f} s)")
     args.out.mkdir(parents=True, exist_ok=True)

