@@ -136,6 +136,15 @@ def test_reading_examples(lms, tmp_path):
     assert mask.sum(1).tolist() == [len(x), 2]  # blanks inside are attended, padding not
     assert labels[1].tolist()[:2] == [5, 6] and (labels[1, 2:] == -100).all()
 
+    # an epoch's batches: every sentence once, reading or plain, rows of similar length together
+    sents = TRAIN[:10]
+    enc = mod.encode(tok, sents, 64)
+    batches = mod.reading_batches(reader, sents, enc, list(range(10)), 0.5, 4, gen, bucket=2)
+    assert [len(b) for b in sorted(batches, key=len)] == [2, 4, 4]
+    rows = [r for b in batches for r in b]
+    assert sorted(tuple(t for t in y if t != -100)[:-1] for _, y in rows) == sorted(
+        tuple(ids(s)) for s in sents)
+    assert any(len(x) > len(y) - y.count(-100) + 1 for x, y in rows)  # some read, some plain
     text = _write(tmp_path / "train.txt", TRAIN)
     held = _write(tmp_path / "held.txt", HELD_IN)
     mod.main(["--text", str(text), "--heldout", f"review={held}",

@@ -175,6 +175,28 @@ def reading_perplexity(model, reader: Reader, sents: List[str], seed: int,
     return dict(ppl=math.exp(nll / n), tokens=int(n))
 
 
+def reading_batches(reader: Reader, sents: List[str], ids: torch.Tensor, order: List[int],
+                    fraction: float, batch_size: int, gen: torch.Generator,
+                    bucket: int = 50) -> List[List[Tuple[List[int], List[int]]]]:
+    """One epoch of (ids, labels) rows in batches: each sentence, in ``order``, a reading
+    example with probability ``fraction``, else plain. A reading example is about six
+    times longer than a sentence, so rows are batched with others of similar length
+    (sorted within chunks of ``bucket`` batches, the batches then shuffled): padding
+    every row to the longest reading example of a batch made an epoch six times slower."""
+    pad = reader.pad
+    reading = (torch.rand(len(order), generator=gen) < fraction).tolist()
+    rows = []
+    for j, r in zip(order, reading):
+        plain = ids[j][ids[j] != pad].tolist()
+        rows.append(reader.example(sents[j], gen) if r else (plain, plain))
+    batches = []
+    chunk = batch_size * bucket
+    for c in range(0, len(rows), chunk):
+        part = sorted(rows[c : c + chunk], key=lambda row: len(row[0]))
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def span(spec: str, name: str) -> Tuple[int, int]:
     """``"LO,HI"`` -> (LO, HI) with 0 <= LO <= HI."""
     try:
@@ -291,21 +313,17 @@ def main(argv=None) -> None:
     model.train()
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ids), generator=gen)
-        # drawn only for reading examples: a plain LM's batches stay as they were
-        reading = ((torch.rand(len(ids), generator=gen) < args.reading_fraction).tolist()
-                   if reader else [False] * len(ids))
+        if reader:
+            batches = reading_batches(reader, train, ids, perm.tolist(), args.reading_fraction,
+                                      args.batch_size, gen)
+        else:  # a plain LM's batches stay as they were
+            batches = (ids[perm[i : i + args.batch_size]] for i in range(0, len(ids), args.batch_size))
         total = n_tok = 0.0
-        for i in range(0, len(ids), args.batch_size):
-            picked = perm[i : i + args.batch_size].tolist()
-            if reader and any(reading[j] for j in picked):
-                rows = []
-                for j in picked:
-                    plain = ids[j][ids[j] != pad].tolist()
-                    rows.append(reader.example(train[j], gen) if reading[j] else (plain, plain))
-                x, labels, mask = batch(rows, pad)
+        for step, b in enumerate(batches, 1):
+            if reader:
+                x, labels, mask = batch(b, pad)
             else:
-                x = ids[picked]
-                x = x[:, : int((x != pad).sum(1).max())]  # drop all-padding columns
+                x = b[:, : int((b != pad).sum(1).max())]  # drop all-padding columns
                 labels = torch.where(x == pad, torch.full_like(x, -100), x)
                 mask = (x != pad).long()
             loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
@@ -316,7 +334,6 @@ def main(argv=None) -> None:
             sched.step()
             k = float((labels[:, 1:] != -100).sum())
             total, n_tok = total + loss.item() * k, n_tok + k
-            step = i // args.batch_size + 1
             if step % args.log_every == 0:
                 logging.info(f"epoch {epoch}, step {step}/{(len(ids) + args.batch_size - 1) // args.batch_size}: "
                              f"train loss {total / n_tok:.3f} ({time.time() - t0:.0f} s)")
