@@ -283,13 +283,16 @@ def plot_teachers(points: List[dict], path: Path, set_name: str) -> None:
         label = pt["series"].replace("{}", "*") + (f" - {pt['ref']}" if len(refs) > 1 else "")
         ax.errorbar([x], [m], yerr=[0 if n < 2 else sd], fmt="o", color=f"C{i}", capsize=4,
                     zorder=3, label=label if len(series) > 1 else None)
+        # variants alternate sides, so labels at one teacher do not overlap
         ax.annotate(f"{pt['teacher']} (n={n})", (x, m), textcoords="offset points",
-                    xytext=(6, 6 - 16 * i))  # one row per variant, no overlap
+                    xytext=(6, 4) if i % 2 == 0 else (-6, 4), ha="left" if i % 2 == 0 else "right",
+                    fontsize=8)
     if len(series) > 1:
         handles, labels = ax.get_legend_handles_labels()
         keep = dict(zip(labels, handles))  # one entry per variant
         ax.legend(keep.values(), keep.keys(), fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
+    ax.margins(x=0.15)  # room for the labels of the outer teachers
     ax.set_xlabel("teacher: held-out masked-character accuracy (%)")
     minus = refs[0] if len(refs) == 1 else "its baseline"
     ax.set_ylabel(f"{set_name} CER, GM-OT minus {minus} (points)")
