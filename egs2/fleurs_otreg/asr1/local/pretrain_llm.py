@@ -35,8 +35,8 @@ same toneless syllable: the speech carries syllables only), repeated
 ``--reading_repeat LO,HI`` times and followed by ``--reading_blanks LO,HI`` pad tokens
 (the CTC blank and the OTReg blank anchor are both the pad embedding), so about five
 positions per character, as the SLM's 12.5 Hz speech embeddings have. Each held-out
-domain is then also scored as reading examples (``heldout_reading``, one fixed
-rendering): the perplexity of the sentence given its rendering, which shows whether the
+domain is then also scored as reading examples (``reading_ppl`` next to its
+``ppl``, one fixed rendering): the perplexity of the sentence given its rendering, which shows whether the
 LM reads its context.
 """
 
@@ -48,7 +48,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -74,6 +74,16 @@ def unigram(ids: torch.Tensor, vocab_size: int, pad_id: int) -> torch.Tensor:
     return (counts / counts.sum()).log()
 
 
+def sum_nll(model, x: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float]:
+    """Summed next-token negative log-likelihood over the labelled positions (labels
+    not -100) of one batch, and how many there are."""
+    logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
+    y = labels[:, 1:]
+    on = y != -100
+    return (float(torch.nn.functional.cross_entropy(logits[on].float(), y[on], reduction="sum")),
+            float(on.sum()))
+
+
 @torch.no_grad()
 def perplexity(model, ids: torch.Tensor, pad_id: int, log_unigram: torch.Tensor,
                batch_size: int = 128) -> Dict[str, float]:
@@ -83,11 +93,9 @@ def perplexity(model, ids: torch.Tensor, pad_id: int, log_unigram: torch.Tensor,
     nll = n = 0.0
     for i in range(0, len(ids), batch_size):
         x = ids[i : i + batch_size]
-        logits = model(input_ids=x, attention_mask=(x != pad_id).long()).logits[:, :-1]
-        y = x[:, 1:]
-        on = y != pad_id
-        nll += float(torch.nn.functional.cross_entropy(logits[on].float(), y[on], reduction="sum"))
-        n += float(on.sum())
+        labels = torch.where(x == pad_id, torch.full_like(x, -100), x)
+        b_nll, b_n = sum_nll(model, x, labels, (x != pad_id).long())
+        nll, n = nll + b_nll, n + b_n
     model.train()
     y = ids[:, 1:][ids[:, 1:] != pad_id]
     return dict(ppl=math.exp(nll / n), unigram_ppl=math.exp(-float(log_unigram[y].mean())),
@@ -165,12 +173,8 @@ def reading_perplexity(model, reader: Reader, sents: List[str], seed: int,
     rows = [reader.example(s, gen) for s in sents]
     nll = n = 0.0
     for i in range(0, len(rows), batch_size):
-        ids, labels, mask = batch(rows[i : i + batch_size], reader.pad)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        y = labels[:, 1:]
-        on = y != -100
-        nll += float(torch.nn.functional.cross_entropy(logits[on].float(), y[on], reduction="sum"))
-        n += float(on.sum())
+        b_nll, b_n = sum_nll(model, *batch(rows[i : i + batch_size], reader.pad))
+        nll, n = nll + b_nll, n + b_n
     model.train()
     return dict(ppl=math.exp(nll / n), tokens=int(n))
 
