@@ -88,6 +88,9 @@ def test_tables_and_plots(tmp_path):
     assert "| phase1 | test | 0.100 ± 0.000 | 0.050 ± 0.000 | 0.100 ± 0.000 | 0.900 ± 0.000 | – | – | 3 |" in md
     assert gap.startswith("| otreg | test_everyday | 0.500 ± 0.000")
     assert gap.endswith("| 5.000 ± 0.000 | 0.800 ± 0.000 | 3 |")  # speech and text norms
+    # phase 1: the frozen LM's validation accuracy per epoch (no phase 2 row of its own)
+    assert "| phase-1 model | epoch 1 | epoch 2 | seeds |" in md
+    assert "| phase1 | 0.600 ± 0.000 | 0.700 ± 0.000 | 3 |" in md
     assert "| otreg | 2 | 1.100 ± 0.000 | 1.500 ± 0.000 |" in md  # last validation epoch
     for png in ("cer.png", "c.png", "gap.png"):
         assert (tmp_path / png).stat().st_size > 1000

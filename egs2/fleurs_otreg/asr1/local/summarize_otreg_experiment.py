@@ -23,6 +23,9 @@ modality-gap table. Printed (markdown):
   same for the shift penalty (does a system lose less on a shifted set?);
 - the modality gap (``espnet_otreg.bin.modality_gap``, one OT setting for every
   model): matched cosine, R@1, R@5 and OT cost per set, mean over seeds;
+- phase 1 (the LM frozen, only the projector trained): validation token accuracy per
+  epoch of each phase-1 model, mean ± sd over seeds (does the frozen LM read the
+  projected speech?);
 - the last validation epoch: token accuracy, CE and OT loss, ``ot_ce_ratio``.
 
 ``--plot``: CER per set and system, seeds as points. ``--curves``: validation
@@ -225,6 +228,21 @@ def last_epoch_table(runs, names) -> List[str]:
     return lines
 
 
+def phase1_table(runs, names) -> List[str]:
+    curves = {n: [r["curve"] for r in runs[n].values() if r["curve"]] for n in names}
+    curves = {n: c for n, c in curves.items() if c}
+    if not curves:
+        return []
+    epochs = max(len(c) for cs in curves.values() for c in cs)
+    lines = ["| phase-1 model | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1))
+             + " | seeds |", "|---|" + "---:|" * (epochs + 1)]
+    for name, cs in curves.items():
+        cells = [fmt(*mean_std([c[e]["acc"] for c in cs if len(c) > e and "acc" in c[e]])[:2],
+                     digits=3) for e in range(epochs)]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(cs)} |")
+    return lines
+
+
 def _plt():
     import matplotlib
 
@@ -326,8 +344,12 @@ def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) 
     gap_names = [n for n in ("phase1", *names) if n in runs] + sorted(
         n for n in runs if n.startswith("phase1_"))
     md += ["Modality gap (one OT setting for every model; mean ± sd over seeds):", "",
-           *gap_table(runs, gap_names, sets), "",
-           "Last validation epoch (phase 2), mean ± sd over seeds:", "",
+           *gap_table(runs, gap_names, sets), ""]
+    p1 = phase1_table(runs, [n for n in gap_names if n == "phase1" or n.startswith("phase1_")])
+    if p1:
+        md += ["Phase 1 (LM frozen, projector only): validation token accuracy per epoch, "
+               "mean ± sd over seeds:", "", *p1, ""]
+    md += ["Last validation epoch (phase 2), mean ± sd over seeds:", "",
            *last_epoch_table(runs, names), ""]
     return "\n".join(md), runs, names
 
