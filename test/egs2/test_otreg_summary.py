@@ -81,6 +81,11 @@ def test_tables_and_plots(tmp_path):
     # REF:SYS pairs only the systems named
     md3 = mod.main(["--exp", str(exp), "--sets", *SETS, "--ref", "otreg:base", "--n_boot", "50"])
     assert "| base | test | 0.00 ± 0.00 |" in md3 and "| system − base |" not in md3
+    # --systems: one study's runs out of an exp dir that holds several
+    md4 = mod.main(["--exp", str(exp), "--sets", *SETS, "--systems", "base", "phase1", "--n_boot", "50"])
+    assert "| base | 10.00 ± 0.00 |" in md4 and "| otreg |" not in md4 and "| phase1 | 0.600" in md4
+    with pytest.raises(SystemExit, match="--systems otreg_cos: no run"):
+        mod.main(["--exp", str(exp), "--sets", *SETS, "--systems", "base", "otreg_cos"])
     with pytest.raises(SystemExit, match="want REF or REF:SYS,SYS"):
         mod.main(["--exp", str(exp), "--sets", *SETS, "--ref", "otreg:"])
     # modality gap: phase-1 rows too (no scores), one OT setting

@@ -3,7 +3,7 @@
 (every number there comes from this command)::
 
     python local/summarize_otreg_experiment.py --exp otreg/exp [--ref base --ref ctc] \\
-        [--ref base_untrainedlm:otreg_untrainedlm] \\
+        [--ref base_untrainedlm:otreg_untrainedlm] [--systems base otreg phase1 ...] \\
         [--plot cer.png] [--curves curves.png] [--gap_plot gap.png] [--out summary.md]
 
 Runs are the directories ``slm_otreg_<system>_seed<k>``; the phase-1 models
@@ -317,8 +317,15 @@ def parse_ref(spec: str) -> Tuple[str, Optional[List[str]]]:
     return ref, systems
 
 
-def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int) -> tuple:
+def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int,
+              only: Optional[Sequence[str]] = None) -> tuple:
     runs = collect(exp, sets)
+    if only is not None:  # the runs of one study out of an exp dir that holds several
+        unknown = sorted(set(only) - set(runs))
+        if unknown:
+            raise SystemExit(f"summarize_otreg_experiment.py: --systems {' '.join(unknown)}: "
+                             f"no run in {exp} (there: {' '.join(sorted(runs))})")
+        runs = {n: r for n, r in runs.items() if n in only}
     refs = [parse_ref(r) for r in refs]
     systems = [n for n in runs if n != "phase1" and not n.startswith("phase1_")]
     # each system once, references first (a reference may also be otreg itself)
@@ -362,6 +369,8 @@ def main(argv=None) -> str:
     p.add_argument("--ref", action="append", default=None,
                    help="a reference system: every other system minus it, paired by seed; "
                         "REF:SYS,SYS pairs only those systems with it (default: base, ctc)")
+    p.add_argument("--systems", nargs="+", default=None,
+                   help="only these systems and phase-1 models (default: every run in --exp)")
     p.add_argument("--n_boot", type=int, default=2000)
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--curves", type=Path, default=None)
@@ -369,7 +378,7 @@ def main(argv=None) -> str:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     refs = args.ref or ["base", "ctc"]
-    md, runs, names = summarize(args.exp, args.sets, refs, args.n_boot)
+    md, runs, names = summarize(args.exp, args.sets, refs, args.n_boot, args.systems)
     if not names:
         raise SystemExit(f"summarize_otreg_experiment.py: no run slm_otreg_<system>_seed<k> in {args.exp}")
     if args.plot:
