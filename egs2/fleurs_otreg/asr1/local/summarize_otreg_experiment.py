@@ -327,7 +327,8 @@ def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int,
                              f"no run in {exp} (there: {' '.join(sorted(runs))})")
         runs = {n: r for n, r in runs.items() if n in only}
     refs = [parse_ref(r) for r in refs]
-    systems = [n for n in runs if n != "phase1" and not n.startswith("phase1_")]
+    phase1s = sorted(n for n in runs if n == "phase1" or n.startswith("phase1_"))
+    systems = [n for n in runs if n not in phase1s]
     # each system once, references first (a reference may also be otreg itself)
     order = [n for n in dict.fromkeys((*(r for r, _ in refs), "otreg", "otreg_cos"))
              if n in systems]
@@ -348,11 +349,10 @@ def summarize(exp: Path, sets: Sequence[str], refs: Sequence[str], n_boot: int,
                *paired_table(runs, paired, ref, sets, n_boot), "",
                f"Shift penalty, minus {ref}'s (negative: loses less on the shifted set):", "",
                *paired_penalty_table(runs, paired, ref, shifted, base_set), ""]
-    gap_names = [n for n in ("phase1", *names) if n in runs] + sorted(
-        n for n in runs if n.startswith("phase1_"))
+    gap_names = [n for n in ("phase1", *names) if n in runs] + [n for n in phase1s if n != "phase1"]
     md += ["Modality gap (one OT setting for every model; mean ± sd over seeds):", "",
            *gap_table(runs, gap_names, sets), ""]
-    p1 = phase1_table(runs, [n for n in gap_names if n == "phase1" or n.startswith("phase1_")])
+    p1 = phase1_table(runs, phase1s)
     if p1:
         md += ["Phase 1 (LM frozen, projector only): validation token accuracy per epoch, "
                "mean ± sd over seeds:", "", *p1, ""]
