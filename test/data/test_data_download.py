@@ -55,11 +55,13 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         if start >= len(data) > 0:
             self.send_error(416)
             return
+        # counted before the write: the client may return (and the test assert)
+        # as soon as the last byte arrives, before this thread runs on
+        _RangeHandler.sent.append(len(data) - start)
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         self.wfile.write(data[start:])
-        _RangeHandler.sent.append(len(data) - start)
 
 
 def test_download_verifies_and_is_idempotent(tmp_path, served):
