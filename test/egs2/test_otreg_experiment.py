@@ -2,8 +2,7 @@
 run_otreg_experiment.sh): fabricated text packages -> text and espeak-ng corpus ->
 character LM, its untrained twin and the LM that also learnt to read its context ->
 syllable-CTC encoder through the AISHELL recipe -> FLEURS run.sh stages 3-10 -> one
-seed's phase 1 shared by "base" and "OTReg", and one of its own for OTReg on the reading
-LM -> decoding, scoring and the modality gap with one OT setting -> the summary's tables.
+seed's phase 1 for "base", and one of its own for OTReg on the reading LM -> decoding, scoring and the modality gap with one OT setting -> the summary's tables.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import json
@@ -18,7 +17,7 @@ from recipe_helpers import copy_recipe, load_local
 from test_otreg_text import archives  # noqa: F401  (the fabricated packages)
 
 EGS2 = Path(__file__).resolve().parents[2] / "egs2"
-SYSTEMS = "base otreg otreg_readinglm"
+SYSTEMS = "base otreg_readinglm"  # OTReg on the plain LM runs the same code (CI time)
 
 
 @pytest.mark.slow
@@ -54,7 +53,7 @@ def test_otreg_experiment_toy(tmp_path, archives):  # noqa: F811
     reading = json.loads((otreg / "llm_reading/pretrain.json").read_text())
     assert reading["reading_fraction"] == 0.5 and "reading_ppl" in reading["final"]["heldout"]["review"]
     exp = otreg / "exp"
-    for sys_, phase1 in (("base", "phase1"), ("otreg", "phase1"), ("otreg_readinglm", "phase1_readinglm")):
+    for sys_, phase1 in (("base", "phase1"), ("otreg_readinglm", "phase1_readinglm")):
         run = exp / f"slm_otreg_{sys_}_seed0"
         conf = (run / "config.yaml").read_text()
         assert f"init_param:\n- otreg/exp/slm_otreg_{phase1}_seed0/valid.acc.ave.pth" in conf
@@ -70,7 +69,7 @@ def test_otreg_experiment_toy(tmp_path, archives):  # noqa: F811
     again = subprocess.run(["bash", "local/run_otreg_experiment.sh", "--steps", "systems",
                             "--seeds", "0", "--systems", SYSTEMS, "--test_sets", sets],
                            cwd=work, env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stderr.count(" done") >= 3, again.stderr[-2000:]
+    assert again.returncode == 0 and again.stderr.count(" done") >= 2, again.stderr[-2000:]
     summary = load_local(work, "summarize_otreg_experiment")
     md = summary.main(["--exp", str(exp), "--sets", *sets.split(), "--ref", "base"])
-    assert "| base |" in md and "| otreg | test_everyday_acoustic |" in md
+    assert "| base |" in md and "| otreg_readinglm | test_everyday_acoustic |" in md
