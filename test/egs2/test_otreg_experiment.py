@@ -2,7 +2,8 @@
 run_otreg_experiment.sh): fabricated text packages -> text and espeak-ng corpus ->
 character LM, its untrained twin and the LM that also learnt to read its context ->
 syllable-CTC encoder through the AISHELL recipe -> FLEURS run.sh stages 3-10 -> one
-seed's phase 1 for "base", and one of its own for OTReg on the reading LM -> decoding, scoring and the modality gap with one OT setting -> the summary's tables.
+seed's phase 1 for "base", and one of its own for OTReg on the reading LM -> decoding,
+scoring and the modality gap with one OT setting -> the summary's tables.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import json
