@@ -61,7 +61,7 @@ parse_options "$@"
 # epoch 1: ot_ce_ratio 34-45 with sqeuclidean raw, so 0.01; the cosine cost is bounded by 2,
 # ratio about 0.25, so 1.0); the lambda ablations are a third and three times 0.01, and a
 # tenth (the OT term a few per cent of the CE: is a light touch free where 0.01 costs?).
-# ot_loss_scale normalized divides the cost by its largest entry (about 100 here: otreg on
+# ot_loss_scale normalized divides the cost by its largest entry (about 80 here: otreg on
 # the reading LM, seed 0, first 50 batches: raw loss_ot 52, normalized 0.63), so 1.0 gives
 # the OT term the share of the CE that raw has at 0.01; at 0.01 it would be 0.2 % (a no-op).
 lora="--llm_conf freeze=true --llm_conf lora.r=8 --llm_conf lora.lora_alpha=16"
