@@ -115,3 +115,10 @@ def test_an_archive_with_kept_files_prints_the_same(tmp_path):
         tar.extractall(tmp_path / "unpacked", filter="data")
     again = mod.main(["--exp", str(tmp_path / "unpacked/exp"), "--sets", *SETS, "--n_boot", "200"])
     assert again.replace(str(tmp_path / "unpacked/exp"), "") == ref.replace(str(exp), "")
+
+
+def test_plot_colours_stay_distinct_past_ten_systems():
+    mod = load_local(RECIPE, "summarize_otreg_experiment")
+    for n in (3, 10, 14):
+        colors = mod._colors(n)
+        assert len(colors) == n and len({str(c) for c in colors}) == n

@@ -252,17 +252,27 @@ def _plt():
     return plt
 
 
+def _colors(n: int) -> list:
+    """One distinct colour per system: the default cycle repeats after ten."""
+    if n <= 10:
+        return [f"C{j}" for j in range(n)]
+    import matplotlib
+
+    return [matplotlib.colormaps["tab20"](j % 20) for j in range(n)]
+
+
 def plot_cer(runs, names, sets, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(sets)), 4.2))
     width = 0.8 / max(1, len(names))
+    colors = _colors(len(names))
     for j, name in enumerate(names):
         for i, s in enumerate(sets):
             vals = [r["scores"][s] for r in runs[name].values() if s in r["scores"]]
             if not vals:
                 continue
             x = i + (j - (len(names) - 1) / 2) * width
-            ax.bar(x, sum(vals) / len(vals), width, color=f"C{j}", alpha=0.6,
+            ax.bar(x, sum(vals) / len(vals), width, color=colors[j], alpha=0.6,
                    label=name if i == 0 else None)
             ax.plot([x] * len(vals), vals, "k.", ms=4)
     ax.set_xticks(range(len(sets)), [s.replace("test_", "") for s in sets], rotation=20)
@@ -275,7 +285,8 @@ def plot_cer(runs, names, sets, path: Path) -> None:
 
 def plot_curves(runs, names, path: Path, key: str = "acc") -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    colors = _colors(len(names))
     for j, name in enumerate(names):
         curves = [[e.get(key, math.nan) for e in r["curve"]] for r in runs[name].values() if r["curve"]]
         if not curves:
@@ -283,10 +294,10 @@ def plot_curves(runs, names, path: Path, key: str = "acc") -> None:
         n = min(len(c) for c in curves)
         ep = list(range(1, n + 1))
         cols = list(zip(*(c[:n] for c in curves)))
-        ax.plot(ep, [sum(c) / len(c) for c in cols], color=f"C{j}", label=name)
-        ax.fill_between(ep, [min(c) for c in cols], [max(c) for c in cols], color=f"C{j}", alpha=0.15)
+        ax.plot(ep, [sum(c) / len(c) for c in cols], color=colors[j], label=name)
+        ax.fill_between(ep, [min(c) for c in cols], [max(c) for c in cols], color=colors[j], alpha=0.15)
     ax.set(xlabel="epoch", ylabel=f"valid {key}", title=f"validation {key} (mean, range over seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # never over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -295,12 +306,13 @@ def plot_curves(runs, names, path: Path, key: str = "acc") -> None:
 def plot_gap(runs, names, sets, path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = _colors(len(names))
     for ax, key in zip(axes, ("matched_cos", "retrieval_r1")):
         for j, name in enumerate(names):
             pts = [(r["gap"][s][key], r["scores"][s]) for r in runs[name].values() for s in sets
                    if r["gap"].get(s) and s in r["scores"]]
             if pts:
-                ax.scatter(*zip(*pts), color=f"C{j}", s=14, label=name)
+                ax.scatter(*zip(*pts), color=colors[j], s=14, label=name)
         ax.set(xlabel=key.replace("_", " "), ylabel="CER (%)", title=f"CER against {key}")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
