@@ -112,6 +112,7 @@ def main(argv=None) -> None:
     p.add_argument("--heldout_text", type=Path, default=None,
                    help="held-out sentences (then all of --text is trained on)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log_every", type=int, default=500, help="log the loss every N batches")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
@@ -136,7 +137,8 @@ def main(argv=None) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ids, held = encode(train, stoi, args.max_len), encode(heldout, stoi, args.max_len)
     log_unigram = unigram(ids, V)
-    steps = args.epochs * ((len(ids) + args.batch_size - 1) // args.batch_size)
+    n_batches = (len(ids) + args.batch_size - 1) // args.batch_size
+    steps = args.epochs * n_batches
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
              if steps else None)
     history, t0 = [], time.time()
@@ -154,12 +156,18 @@ def main(argv=None) -> None:
             # so the random stream does not depend on the batch's lengths).
             width = int((batch > 0).sum(1).max())
             batch, inputs, labels = (t[:, :width].contiguous() for t in (batch, inputs, labels))
+            if not (labels != -100).any():  # nothing masked (tiny texts): the loss is 0/0
+                continue
             loss = model(input_ids=inputs, attention_mask=(batch > 0).long(), labels=labels).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(batch)
+            step = i // args.batch_size + 1
+            if step % args.log_every == 0:  # an epoch of a large text takes minutes
+                logging.info(f"epoch {epoch}: batch {step}/{n_batches}, loss {loss.item():.3f} "
+                             f"({time.time() - t0:.0f} s)")
         scores = heldout_scores(model, held, V, log_unigram)
         history.append(dict(epoch=epoch, train_loss=total / len(ids), **scores))
         logging.info(f"epoch {epoch}: train loss {total / len(ids):.3f}, held-out masked "
