@@ -274,7 +274,7 @@ def plot_teachers(points: List[dict], path: Path, set_name: str) -> None:
 
     series = list(dict.fromkeys(pt["series"] for pt in points))
     refs = list(dict.fromkeys(pt["ref"] for pt in points))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for pt in points:
         i = series.index(pt["series"])
         x = 100 * pt["acc"] + 0.8 * (i - (len(series) - 1) / 2)  # variants side by side
@@ -290,16 +290,17 @@ def plot_teachers(points: List[dict], path: Path, set_name: str) -> None:
     if len(series) > 1:
         handles, labels = ax.get_legend_handles_labels()
         keep = dict(zip(labels, handles))  # one entry per variant
-        ax.legend(keep.values(), keep.keys(), fontsize=8)
+        # below the axes: with four teachers and several variants none of the plot is free
+        ax.legend(keep.values(), keep.keys(), fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.15), ncol=1)
     ax.axhline(0, color="k", lw=0.8)
     ax.margins(x=0.15)  # room for the labels of the outer teachers
     ax.set_xlabel("teacher: held-out masked-character accuracy (%)")
     minus = refs[0] if len(refs) == 1 else "its baseline"
     ax.set_ylabel(f"{set_name} CER, GM-OT minus {minus} (points)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # "tight" keeps the legend below
     plt.close(fig)
 
 
